@@ -1,0 +1,202 @@
+// ROIAlign per-roi geometry and per-sample bilinear weights: the one definition
+// used by the CPU forward, the CPU backward and the CUDA kernels.
+//
+// Arithmetic follows torchvision's CPU kernel operation by operation (SPEC.md
+// Part B §4.1-4.2, Part A10-A13) so float32/float64 results are bit-identical.
+// Every expression below is written with explicit parentheses in the order the
+// reference evaluates it; the build disables FMA contraction (-ffp-contract=off,
+// nvcc --fmad=false), which would otherwise change the last bits.
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace roi_ext {
+namespace roi_align_math {
+
+// Largest number of samples per bin along one axis that adaptive sampling may
+// ask for. It only guards the float -> integer conversion of absurd roi sizes
+// (1e30, inf); realistic rois are orders of magnitude below it.
+constexpr int64_t kMaxGridPerAxis = int64_t(1) << 20;
+
+template <typename T>
+struct RoiGeometry {
+  T start_h;
+  T start_w;
+  T bin_h;
+  T bin_w;
+  int64_t grid_h;  // samples per bin along y; 0 means the bin has no samples
+  int64_t grid_w;
+};
+
+// Adaptive sample count along one axis: ceil(roi_size / pooled) (torchvision's
+// rule, Part A11). Empty, inverted and non-finite rois get 0 samples instead of
+// an undefined float -> int conversion.
+template <typename T>
+C10_HOST_DEVICE inline int64_t adaptive_grid(T roi_size, int64_t pooled) {
+  const T g = ::ceil(roi_size / static_cast<T>(pooled));
+  if (!(g > T(0))) {
+    return 0;
+  }
+  if (!(g < static_cast<T>(kMaxGridPerAxis))) {
+    return kMaxGridPerAxis;
+  }
+  return static_cast<int64_t>(g);
+}
+
+// roi = (batch_index, x1, y1, x2, y2). spatial_scale is already rounded to T,
+// as torchvision passes it to its kernel.
+//   start = c1*s - off,  end = (c2 + roi_end_mode)*s - off   (Part A10)
+// Adding roi_end_mode == 0 leaves c2 unchanged, so mode 0 is torchvision's
+// expression exactly; mode 1 is MindSpore's "(x2 + 1) * scale".
+template <typename T>
+C10_HOST_DEVICE inline RoiGeometry<T> roi_geometry(
+    const T* roi,
+    T spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode) {
+  const T offset = aligned ? T(0.5) : T(0);
+  const T end_shift = static_cast<T>(roi_end_mode);
+  RoiGeometry<T> g;
+  g.start_w = (roi[1] * spatial_scale) - offset;
+  g.start_h = (roi[2] * spatial_scale) - offset;
+  const T end_w = ((roi[3] + end_shift) * spatial_scale) - offset;
+  const T end_h = ((roi[4] + end_shift) * spatial_scale) - offset;
+  T roi_w = end_w - g.start_w;
+  T roi_h = end_h - g.start_h;
+  if (!aligned && roi_end_mode == 0) {
+    // Legacy mode forces malformed rois to 1x1 (std::max semantics: a NaN
+    // size stays NaN).
+    roi_w = (roi_w < T(1)) ? T(1) : roi_w;
+    roi_h = (roi_h < T(1)) ? T(1) : roi_h;
+  }
+  g.bin_h = roi_h / static_cast<T>(pooled_height);
+  g.bin_w = roi_w / static_cast<T>(pooled_width);
+  g.grid_h = sampling_ratio > 0 ? sampling_ratio
+                                : adaptive_grid(roi_h, pooled_height);
+  g.grid_w = sampling_ratio > 0 ? sampling_ratio
+                                : adaptive_grid(roi_w, pooled_width);
+  return g;
+}
+
+// Divisor of the forward average: max(grid_h * grid_w, 1). The backward uses the
+// same value; it differs from torchvision's backward divisor (grid_h * grid_w)
+// only when there are no samples, and then nothing is divided.
+template <typename T>
+C10_HOST_DEVICE inline T sample_count(const RoiGeometry<T>& g) {
+  const int64_t n = g.grid_h * g.grid_w;
+  return static_cast<T>(n > 1 ? n : 1);
+}
+
+// Coordinate of sample i (of grid) inside bin p along one axis:
+//   fl(fl(start + fl(p*bin)) + fl(fl((i + .5f)*bin) / grid))
+template <typename T>
+C10_HOST_DEVICE inline T sample_coord(
+    T start,
+    int64_t p,
+    T bin,
+    int64_t i,
+    int64_t grid) {
+  const T i_centre = static_cast<T>(static_cast<float>(i) + 0.5f);
+  return (start + (static_cast<T>(p) * bin)) +
+      ((i_centre * bin) / static_cast<T>(grid));
+}
+
+template <typename T>
+struct BilinearWeights {
+  T w1;  // (y_low,  x_low)
+  T w2;  // (y_low,  x_high)
+  T w3;  // (y_high, x_low)
+  T w4;  // (y_high, x_high)
+};
+
+template <typename T>
+struct BilinearTaps {
+  int64_t y_low;
+  int64_t y_high;
+  int64_t x_low;
+  int64_t x_high;
+  BilinearWeights<T> w;
+};
+
+// Bilinear sample rule (Part B §4.1). Returns false when the sample lies
+// outside [-1, H] x [-1, W] or is NaN: it then contributes nothing (but is still
+// counted in the divisor). Written as !(in range) so NaN never reaches the
+// integer conversions below.
+template <typename T>
+C10_HOST_DEVICE inline bool bilinear_taps(
+    T y,
+    T x,
+    int64_t height,
+    int64_t width,
+    BilinearTaps<T>& taps) {
+  if (!(y >= T(-1) && y <= static_cast<T>(height) && x >= T(-1) &&
+        x <= static_cast<T>(width))) {
+    return false;
+  }
+  if (y <= T(0)) {
+    y = T(0);
+  }
+  if (x <= T(0)) {
+    x = T(0);
+  }
+  taps.y_low = static_cast<int64_t>(y);
+  taps.x_low = static_cast<int64_t>(x);
+  if (taps.y_low >= height - 1) {
+    taps.y_low = taps.y_high = height - 1;
+    y = static_cast<T>(taps.y_low);
+  } else {
+    taps.y_high = taps.y_low + 1;
+  }
+  if (taps.x_low >= width - 1) {
+    taps.x_low = taps.x_high = width - 1;
+    x = static_cast<T>(taps.x_low);
+  } else {
+    taps.x_high = taps.x_low + 1;
+  }
+  const T ly = y - static_cast<T>(taps.y_low);
+  const T lx = x - static_cast<T>(taps.x_low);
+  // torchvision writes `1. - ly` (a double subtraction rounded to T). For T =
+  // float the result is the same as the float subtraction: ly is exact and
+  // either 1 - ly is representable, or ly < 2^-30 and both round to 1.
+  const T hy = T(1) - ly;
+  const T hx = T(1) - lx;
+  taps.w.w1 = hy * hx;
+  taps.w.w2 = hy * lx;
+  taps.w.w3 = ly * hx;
+  taps.w.w4 = ly * lx;
+  return true;
+}
+
+// The value one sample adds to a bin's sum: ((w1 v1 + w2 v2) + w3 v3) + w4 v4.
+template <typename T>
+C10_HOST_DEVICE inline T interpolate(
+    const BilinearWeights<T>& w,
+    T v1,
+    T v2,
+    T v3,
+    T v4) {
+  return (((w.w1 * v1) + (w.w2 * v2)) + (w.w3 * v3)) + (w.w4 * v4);
+}
+
+// The backward's share of output gradient g that goes to one corner of weight w:
+// fl(fl(g * w) / count), the adjoint of interpolate() followed by the average.
+template <typename T>
+C10_HOST_DEVICE inline T corner_grad(T g, T w, T count) {
+  return (g * w) / count;
+}
+
+// Batch index of a roi (Part A12): truncated toward zero; valid iff the float
+// value lies in [0, batch_size) (so NaN, -0.5 and batch_size are rejected).
+template <typename T>
+C10_HOST_DEVICE inline bool valid_batch_index(T b, int64_t batch_size) {
+  return b >= T(0) && b < static_cast<T>(batch_size);
+}
+
+}  // namespace roi_align_math
+}  // namespace roi_ext

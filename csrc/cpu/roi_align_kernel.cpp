@@ -1,0 +1,427 @@
+// CPU kernels of roi_ext::roi_align and roi_ext::_roi_align_backward: thin
+// parallel loops around csrc/common/roi_align_math.h.
+//
+// Both kernels first turn a roi into its list of valid bilinear samples
+// (RoiSamples: pixel indices and weights, grouped by output bin), then loop over
+// channels, so the per-sample math runs once per roi rather than once per
+// channel.
+//
+// Determinism (SPEC.md Part A15): the forward writes disjoint outputs. The
+// backward partitions the work by (image, channel block): every gradient
+// element is owned by one task, which adds the contributions of the rois of that
+// image in the reference order (roi, bin, sample, corner), so the result is
+// bitwise the same at any thread count and equals torchvision's serial kernel.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../common/roi_align_args.h"
+#include "../common/roi_align_math.h"
+
+namespace roi_ext {
+namespace {
+
+using namespace roi_align_math;
+
+// One roi holds at most this many samples in total (pooled_h * pooled_w *
+// grid_h * grid_w); beyond it the call is refused rather than allocating
+// gigabytes of sample tables.
+constexpr double kMaxSamplesPerRoi = double(int64_t(1) << 26);
+
+template <typename T>
+struct Tap {
+  int64_t p1, p2, p3, p4;  // pixel indices y * W + x of the four corners
+  BilinearWeights<T> w;
+};
+
+// The valid samples of one roi, grouped by bin: the taps of bin (ph, pw) are
+// taps[bin_begin[ph * PW + pw] .. bin_begin[ph * PW + pw + 1]).
+template <typename T>
+struct RoiSamples {
+  std::vector<Tap<T>> taps;
+  std::vector<int64_t> bin_begin;
+  T count = T(1);
+
+  void compute(
+      const T* roi,
+      int64_t k,
+      T spatial_scale,
+      int64_t height,
+      int64_t width,
+      int64_t pooled_height,
+      int64_t pooled_width,
+      int64_t sampling_ratio,
+      bool aligned,
+      int64_t roi_end_mode) {
+    const RoiGeometry<T> g = roi_geometry(
+        roi,
+        spatial_scale,
+        pooled_height,
+        pooled_width,
+        sampling_ratio,
+        aligned,
+        roi_end_mode);
+    count = sample_count(g);
+    const double total = double(pooled_height) * double(pooled_width) *
+        double(g.grid_h) * double(g.grid_w);
+    TORCH_CHECK_VALUE(
+        total <= kMaxSamplesPerRoi,
+        "roi_align: roi ",
+        k,
+        " would need ",
+        total,
+        " bilinear samples (adaptive sampling of a huge roi); pass a positive "
+        "sampling_ratio");
+    taps.clear();
+    taps.reserve(static_cast<size_t>(total));
+    bin_begin.resize(pooled_height * pooled_width + 1);
+    int64_t bin = 0;
+    for (int64_t ph = 0; ph < pooled_height; ++ph) {
+      for (int64_t pw = 0; pw < pooled_width; ++pw, ++bin) {
+        bin_begin[bin] = static_cast<int64_t>(taps.size());
+        for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+          const T y = sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h);
+          for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+            const T x = sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w);
+            BilinearTaps<T> t;
+            if (!bilinear_taps(y, x, height, width, t)) {
+              continue;
+            }
+            taps.push_back(Tap<T>{
+                t.y_low * width + t.x_low,
+                t.y_low * width + t.x_high,
+                t.y_high * width + t.x_low,
+                t.y_high * width + t.x_high,
+                t.w});
+          }
+        }
+      }
+    }
+    bin_begin[bin] = static_cast<int64_t>(taps.size());
+  }
+};
+
+// Channels per task: whole channel ranges when there are many outer items
+// (rois or images), smaller blocks when there are few, so every thread has work.
+// Results never depend on this split.
+int64_t channel_block(int64_t channels, int64_t outer) {
+  const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+  int64_t blocks = outer >= want ? 1 : (want + outer - 1) / std::max<int64_t>(outer, 1);
+  blocks = std::max<int64_t>(1, std::min(blocks, channels));
+  return std::max<int64_t>(1, (channels + blocks - 1) / blocks);
+}
+
+// Validates every batch index (Part A12) before any memory is touched.
+template <typename T>
+void check_batch_indices(const T* rois, int64_t num_rois, int64_t batch_size, const char* op) {
+  for (int64_t k = 0; k < num_rois; ++k) {
+    const T b = rois[k * 5];
+    TORCH_CHECK_INDEX(
+        valid_batch_index(b, batch_size),
+        op,
+        ": rois[",
+        k,
+        ", 0] (batch index) is ",
+        static_cast<double>(b),
+        ", outside [0, ",
+        batch_size,
+        ")");
+  }
+}
+
+template <typename scalar_t>
+void roi_align_forward_impl(
+    const at::Tensor& input,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode,
+    bool channels_last,
+    at::Tensor& output) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t num_rois = rois.size(0);
+  const int64_t channels = input.size(1);
+  const int64_t height = input.size(2);
+  const int64_t width = input.size(3);
+  const int64_t bins = pooled_height * pooled_width;
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  const acc_t* roi_data = rois.const_data_ptr<acc_t>();
+  scalar_t* out = output.mutable_data_ptr<scalar_t>();
+  const acc_t scale = static_cast<acc_t>(spatial_scale);
+
+  const int64_t cblock = channel_block(channels, num_rois);
+  const int64_t blocks = (channels + cblock - 1) / cblock;
+
+  at::parallel_for(0, num_rois * blocks, 1, [&](int64_t begin, int64_t end) {
+    RoiSamples<acc_t> s;
+    std::vector<acc_t> acc(channels_last ? cblock : 0);
+    int64_t cached = -1;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t k = task / blocks;
+      const int64_t c0 = (task % blocks) * cblock;
+      const int64_t c1 = std::min(channels, c0 + cblock);
+      const acc_t* roi = roi_data + k * 5;
+      if (k != cached) {
+        s.compute(roi, k, scale, height, width, pooled_height, pooled_width,
+                  sampling_ratio, aligned, roi_end_mode);
+        cached = k;
+      }
+      const int64_t b = static_cast<int64_t>(roi[0]);
+      if (channels_last) {
+        const scalar_t* image = in + b * height * width * channels;
+        for (int64_t bin = 0; bin < bins; ++bin) {
+          std::fill(acc.begin(), acc.end(), acc_t(0));
+          for (int64_t i = s.bin_begin[bin]; i < s.bin_begin[bin + 1]; ++i) {
+            const Tap<acc_t>& t = s.taps[i];
+            const scalar_t* v1 = image + t.p1 * channels;
+            const scalar_t* v2 = image + t.p2 * channels;
+            const scalar_t* v3 = image + t.p3 * channels;
+            const scalar_t* v4 = image + t.p4 * channels;
+            for (int64_t c = c0; c < c1; ++c) {
+              acc[c - c0] += interpolate<acc_t>(
+                  t.w,
+                  static_cast<acc_t>(v1[c]),
+                  static_cast<acc_t>(v2[c]),
+                  static_cast<acc_t>(v3[c]),
+                  static_cast<acc_t>(v4[c]));
+            }
+          }
+          scalar_t* o = out + (k * bins + bin) * channels;
+          for (int64_t c = c0; c < c1; ++c) {
+            o[c] = static_cast<scalar_t>(acc[c - c0] / s.count);
+          }
+        }
+      } else {
+        for (int64_t c = c0; c < c1; ++c) {
+          const scalar_t* plane = in + (b * channels + c) * height * width;
+          scalar_t* o = out + (k * channels + c) * bins;
+          for (int64_t bin = 0; bin < bins; ++bin) {
+            acc_t sum = 0;
+            for (int64_t i = s.bin_begin[bin]; i < s.bin_begin[bin + 1]; ++i) {
+              const Tap<acc_t>& t = s.taps[i];
+              sum += interpolate<acc_t>(
+                  t.w,
+                  static_cast<acc_t>(plane[t.p1]),
+                  static_cast<acc_t>(plane[t.p2]),
+                  static_cast<acc_t>(plane[t.p3]),
+                  static_cast<acc_t>(plane[t.p4]));
+            }
+            o[bin] = static_cast<scalar_t>(sum / s.count);
+          }
+        }
+      }
+    }
+  });
+}
+
+at::Tensor roi_align_forward_cpu(
+    const at::Tensor& input,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode) {
+  detail::check_roi_align_forward_args(
+      input, rois, spatial_scale, pooled_height, pooled_width, roi_end_mode);
+  TORCH_CHECK(input.is_cpu(), "roi_align: input must be a CPU tensor");
+
+  const at::MemoryFormat fmt = detail::roi_align_memory_format(input);
+  const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
+  const at::ScalarType acc_type = at::toOpMathType(input.scalar_type());
+  const at::Tensor rois_ = rois.to(acc_type).contiguous();
+  AT_DISPATCH_FLOATING_TYPES(acc_type, "roi_align_check_batch", [&] {
+    check_batch_indices(rois_.const_data_ptr<scalar_t>(), rois_.size(0),
+                        input.size(0), "roi_align");
+  });
+
+  const int64_t num_rois = rois.size(0);
+  const int64_t channels = input.size(1);
+  const int64_t height = input.size(2);
+  const int64_t width = input.size(3);
+  if (height == 0 || width == 0) {
+    // No pixel to sample: every bin is an average over nothing.
+    return at::zeros(
+        {num_rois, channels, pooled_height, pooled_width},
+        input.options().memory_format(fmt));
+  }
+  at::Tensor output = at::empty(
+      {num_rois, channels, pooled_height, pooled_width},
+      input.options().memory_format(fmt));
+  if (output.numel() == 0) {
+    return output;
+  }
+  const at::Tensor input_ = input.contiguous(fmt);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
+        roi_align_forward_impl<scalar_t>(
+            input_, rois_, spatial_scale, pooled_height, pooled_width,
+            sampling_ratio, aligned, roi_end_mode, channels_last, output);
+      });
+  return output;
+}
+
+// grad_input accumulates in acc_t (float32 for half types, Part A3).
+template <typename scalar_t>
+void roi_align_backward_impl(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int64_t batch_size,
+    int64_t channels,
+    int64_t height,
+    int64_t width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode,
+    bool channels_last,
+    at::Tensor& grad_input) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t num_rois = rois.size(0);
+  const int64_t pooled_height = grad.size(2);
+  const int64_t pooled_width = grad.size(3);
+  const scalar_t* g = grad.const_data_ptr<scalar_t>();
+  const int64_t gs0 = grad.stride(0), gs1 = grad.stride(1),
+                gs2 = grad.stride(2), gs3 = grad.stride(3);
+  const acc_t* roi_data = rois.const_data_ptr<acc_t>();
+  acc_t* gi = grad_input.mutable_data_ptr<acc_t>();
+  const acc_t scale = static_cast<acc_t>(spatial_scale);
+
+  // Rois of each image in ascending order (a stable counting sort), so the
+  // task owning an image visits them in the reference order.
+  std::vector<int64_t> image_begin(batch_size + 1, 0);
+  for (int64_t k = 0; k < num_rois; ++k) {
+    ++image_begin[static_cast<int64_t>(roi_data[k * 5]) + 1];
+  }
+  for (int64_t b = 0; b < batch_size; ++b) {
+    image_begin[b + 1] += image_begin[b];
+  }
+  std::vector<int64_t> order(num_rois);
+  {
+    std::vector<int64_t> next(image_begin.begin(), image_begin.end() - 1);
+    for (int64_t k = 0; k < num_rois; ++k) {
+      order[next[static_cast<int64_t>(roi_data[k * 5])]++] = k;
+    }
+  }
+
+  const int64_t cblock = channel_block(channels, batch_size);
+  const int64_t blocks = (channels + cblock - 1) / cblock;
+  at::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
+    RoiSamples<acc_t> s;
+    std::vector<acc_t> scaled(channels_last ? cblock : 0);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / blocks;
+      const int64_t c0 = (task % blocks) * cblock;
+      const int64_t c1 = std::min(channels, c0 + cblock);
+      for (int64_t j = image_begin[b]; j < image_begin[b + 1]; ++j) {
+        const int64_t k = order[j];
+        s.compute(roi_data + k * 5, k, scale, height, width, pooled_height,
+                  pooled_width, sampling_ratio, aligned, roi_end_mode);
+        if (channels_last) {
+          acc_t* image = gi + b * height * width * channels;
+          for (int64_t ph = 0; ph < pooled_height; ++ph) {
+            for (int64_t pw = 0; pw < pooled_width; ++pw) {
+              const int64_t bin = ph * pooled_width + pw;
+              const scalar_t* gbin = g + k * gs0 + ph * gs2 + pw * gs3;
+              for (int64_t i = s.bin_begin[bin]; i < s.bin_begin[bin + 1]; ++i) {
+                const Tap<acc_t>& t = s.taps[i];
+                // One pass per corner keeps the per-element order w1..w4
+                // even where corners coincide, and lets each pass vectorize.
+                const int64_t pos[4] = {t.p1, t.p2, t.p3, t.p4};
+                const acc_t wts[4] = {t.w.w1, t.w.w2, t.w.w3, t.w.w4};
+                for (int corner = 0; corner < 4; ++corner) {
+                  acc_t* dst = image + pos[corner] * channels;
+                  const acc_t w = wts[corner];
+                  for (int64_t c = c0; c < c1; ++c) {
+                    dst[c] += corner_grad(static_cast<acc_t>(gbin[c * gs1]), w, s.count);
+                  }
+                }
+              }
+            }
+          }
+        } else {
+          for (int64_t c = c0; c < c1; ++c) {
+            acc_t* plane = gi + (b * channels + c) * height * width;
+            const scalar_t* gc = g + k * gs0 + c * gs1;
+            for (int64_t ph = 0; ph < pooled_height; ++ph) {
+              for (int64_t pw = 0; pw < pooled_width; ++pw) {
+                const int64_t bin = ph * pooled_width + pw;
+                const acc_t gv = static_cast<acc_t>(gc[ph * gs2 + pw * gs3]);
+                for (int64_t i = s.bin_begin[bin]; i < s.bin_begin[bin + 1]; ++i) {
+                  const Tap<acc_t>& t = s.taps[i];
+                  plane[t.p1] += corner_grad(gv, t.w.w1, s.count);
+                  plane[t.p2] += corner_grad(gv, t.w.w2, s.count);
+                  plane[t.p3] += corner_grad(gv, t.w.w3, s.count);
+                  plane[t.p4] += corner_grad(gv, t.w.w4, s.count);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+at::Tensor roi_align_backward_cpu(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t batch_size,
+    int64_t channels,
+    int64_t height,
+    int64_t width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode) {
+  detail::check_roi_align_backward_args(
+      grad, rois, spatial_scale, pooled_height, pooled_width, batch_size,
+      channels, height, width, roi_end_mode);
+  TORCH_CHECK(grad.is_cpu(), "_roi_align_backward: grad must be a CPU tensor");
+
+  const at::MemoryFormat fmt = detail::roi_align_memory_format(grad);
+  const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
+  const at::ScalarType acc_type = at::toOpMathType(grad.scalar_type());
+  const at::Tensor rois_ = rois.to(acc_type).contiguous();
+  AT_DISPATCH_FLOATING_TYPES(acc_type, "roi_align_check_batch", [&] {
+    check_batch_indices(rois_.const_data_ptr<scalar_t>(), rois_.size(0),
+                        batch_size, "_roi_align_backward");
+  });
+
+  const auto options = grad.options().memory_format(fmt);
+  at::Tensor grad_input = at::zeros(
+      {batch_size, channels, height, width}, options.dtype(acc_type));
+  if (grad.numel() == 0 || grad_input.numel() == 0) {
+    return grad_input.to(grad.scalar_type());
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
+        roi_align_backward_impl<scalar_t>(
+            grad, rois_, spatial_scale, batch_size, channels, height, width,
+            sampling_ratio, aligned, roi_end_mode, channels_last, grad_input);
+      });
+  // Half types were accumulated in float32 and are rounded once here.
+  return grad_input.to(grad.scalar_type());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(roi_ext, CPU, m) {
+  m.impl("roi_align", &roi_align_forward_cpu);
+  m.impl("_roi_align_backward", &roi_align_backward_cpu);
+}
+
+}  // namespace roi_ext

@@ -1,0 +1,32 @@
+// The schema owner of the roi_ext namespace: every operator is defined here once;
+// csrc/cpu and csrc/cuda only register implementations. Fake (meta) kernels and
+// autograd formulas are registered from Python (roi_ext/*.py).
+#include <Python.h>
+
+#include <torch/library.h>
+
+// `from roi_ext import _C` loads this library, which runs the static operator
+// registrations below; the module itself is empty (ops live in torch.ops.roi_ext).
+// PyMODINIT_FUNC exports the symbol despite -fvisibility=hidden.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT,
+      "_C", /* name */
+      nullptr, /* doc */
+      -1, /* size */
+      nullptr, /* methods */
+  };
+  return PyModule_Create(&module_def);
+}
+
+TORCH_LIBRARY(roi_ext, m) {
+  m.def(
+      "roi_align(Tensor input, Tensor rois, float spatial_scale, "
+      "SymInt pooled_height, SymInt pooled_width, int sampling_ratio, "
+      "bool aligned, int roi_end_mode) -> Tensor");
+  m.def(
+      "_roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, "
+      "SymInt pooled_height, SymInt pooled_width, SymInt batch_size, "
+      "SymInt channels, SymInt height, SymInt width, int sampling_ratio, "
+      "bool aligned, int roi_end_mode) -> Tensor");
+}

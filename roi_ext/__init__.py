@@ -1,0 +1,13 @@
+"""roi_ext: region-cropping operators for PyTorch.
+
+CropAndResize (TensorFlow / MindSpore semantics), ROIAlign (torchvision and
+MindSpore conventions) and Cropping1D/2D/3D (Keras semantics), with native CPU
+and CUDA kernels registered under ``torch.ops.roi_ext``.
+"""
+import torch  # noqa: F401  (loads libtorch before the extension)
+
+from . import _C  # noqa: F401  (loads the compiled operators)
+from .roi_align import ROIAlign, RoIAlign, roi_align
+
+__all__ = ["roi_align", "ROIAlign", "RoIAlign"]
+__version__ = "0.1.0"

@@ -1,0 +1,246 @@
+"""ROIAlign: torchvision's ``roi_align`` and MindSpore's ``ROIAlign`` in one op.
+
+Everything Python about the op lives here: the fake (meta) kernels and autograd
+formulas registered for ``torch.ops.roi_ext.roi_align`` and
+``torch.ops.roi_ext._roi_align_backward``, the functional API and the modules.
+The arithmetic is in ``csrc/common/roi_align_math.h``.
+"""
+from typing import List, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ._utils import check_float, check_int, pair
+
+__all__ = ["roi_align", "RoIAlign", "ROIAlign"]
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _memory_format(t: Tensor) -> torch.memory_format:
+    # Same rule as roi_align_memory_format() in csrc/common/roi_align_args.h.
+    if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+@torch.library.register_fake("roi_ext::roi_align")
+def _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode):
+    torch._check(input.dim() == 4, lambda: f"roi_align: input must be a 4-D tensor [N, C, H, W], got {input.dim()}-D")
+    torch._check(input.dtype in _DTYPES, lambda: f"roi_align: unsupported input dtype {input.dtype}")
+    torch._check(rois.dim() == 2 and rois.size(1) == 5, lambda: "roi_align: rois must have shape [K, 5]")
+    torch._check(rois.dtype.is_floating_point, lambda: "roi_align: rois must be a floating-point tensor")
+    return torch.empty(
+        (rois.size(0), input.size(1), pooled_height, pooled_width),
+        dtype=input.dtype,
+        device=input.device,
+        memory_format=_memory_format(input),
+    )
+
+
+@torch.library.register_fake("roi_ext::_roi_align_backward")
+def _roi_align_backward_fake(
+    grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width,
+    sampling_ratio, aligned, roi_end_mode,
+):
+    torch._check(grad.dim() == 4, lambda: "_roi_align_backward: grad must be 4-D")
+    torch._check(grad.dtype in _DTYPES, lambda: f"_roi_align_backward: unsupported grad dtype {grad.dtype}")
+    torch._check(rois.dim() == 2 and rois.size(1) == 5, lambda: "_roi_align_backward: rois must have shape [K, 5]")
+    return torch.empty(
+        (batch_size, channels, height, width),
+        dtype=grad.dtype,
+        device=grad.device,
+        memory_format=_memory_format(grad),
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode = inputs
+    ctx.save_for_backward(rois)
+    ctx.input_shape = input.shape
+    ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode)
+
+
+def _backward(ctx, grad):
+    (rois,) = ctx.saved_tensors
+    spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode = ctx.args
+    batch_size, channels, height, width = ctx.input_shape
+    grad_input = torch.ops.roi_ext._roi_align_backward(
+        grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width,
+        sampling_ratio, aligned, roi_end_mode,
+    )
+    # The rois receive no gradient (SPEC.md Part A13).
+    return grad_input, None, None, None, None, None, None, None
+
+
+def _backward_setup_context(ctx, inputs, output):
+    grad, rois, spatial_scale, pooled_height, pooled_width = inputs[:5]
+    sampling_ratio, aligned, roi_end_mode = inputs[9:]
+    ctx.save_for_backward(rois)
+    ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode)
+
+
+def _backward_backward(ctx, grad_grad_input):
+    # _roi_align_backward is linear in `grad`; its adjoint is the forward.
+    (rois,) = ctx.saved_tensors
+    grad_grad = torch.ops.roi_ext.roi_align(grad_grad_input, rois, *ctx.args)
+    return (grad_grad,) + (None,) * 11
+
+
+torch.library.register_autograd("roi_ext::roi_align", _backward, setup_context=_setup_context)
+torch.library.register_autograd(
+    "roi_ext::_roi_align_backward", _backward_backward, setup_context=_backward_setup_context
+)
+
+
+def _boxes_to_rois(boxes: Union[Tensor, Sequence[Tensor]], input: Tensor) -> Tensor:
+    """Tensor[K, 5] as is; a list/tuple of Tensor[L_i, 4] gets its image index prepended."""
+    if isinstance(boxes, Tensor):
+        if boxes.dim() != 2 or boxes.size(1) != 5:
+            raise ValueError(
+                f"roi_align: boxes must be a Tensor[K, 5] of rows (batch_index, x1, y1, x2, y2) "
+                f"or a list of Tensor[L, 4], got a tensor of shape {tuple(boxes.shape)}"
+            )
+        return boxes
+    if isinstance(boxes, (list, tuple)):
+        parts: List[Tensor] = []
+        for i, b in enumerate(boxes):
+            if not isinstance(b, Tensor) or b.dim() != 2 or b.size(1) != 4:
+                shape = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
+                raise ValueError(f"roi_align: boxes[{i}] must be a Tensor[L, 4], got {shape}")
+            parts.append(torch.cat([torch.full_like(b[:, :1], i), b], dim=1))
+        if not parts:
+            return torch.empty((0, 5), dtype=input.dtype, device=input.device)
+        return torch.cat(parts, dim=0)
+    raise TypeError(
+        f"roi_align: boxes must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes).__name__}"
+    )
+
+
+def roi_align(
+    input: Tensor,
+    boxes: Union[Tensor, List[Tensor]],
+    output_size: Union[int, Tuple[int, int], List[int]],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+    roi_end_mode: int = 0,
+) -> Tensor:
+    """Region of Interest Align (Mask R-CNN), a drop-in for ``torchvision.ops.roi_align``.
+
+    Each roi is divided into ``output_size`` bins; each bin is the average of
+    ``sampling_ratio x sampling_ratio`` bilinear samples (adaptive,
+    ``ceil(roi_size / output_size)`` per axis, when ``sampling_ratio <= 0``).
+
+    Args:
+        input: ``[N, C, H, W]`` float16/bfloat16/float32/float64, contiguous or
+            channels_last (the output keeps that memory format).
+        boxes: ``Tensor[K, 5]`` rows ``(batch_index, x1, y1, x2, y2)``, or a list
+            of ``Tensor[L_i, 4]`` rows ``(x1, y1, x2, y2)``, one per image.
+        output_size: ``int`` or ``(pooled_height, pooled_width)``.
+        spatial_scale: factor from box coordinates to feature-map coordinates.
+        sampling_ratio: samples per bin along each axis; ``<= 0`` is adaptive.
+        aligned: shift box coordinates by -0.5 pixel (Detectron2's alignment).
+        roi_end_mode: ``0`` (torchvision) or ``1`` (MindSpore: the end
+            coordinate is inclusive, ``end = (x2 + 1) * spatial_scale``, and rois
+            are not enlarged to 1x1).
+
+    Returns:
+        ``[K, C, pooled_height, pooled_width]``, dtype and memory format of ``input``.
+        Differentiable with respect to ``input``.
+
+    Example:
+        >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
+        >>> rois = torch.tensor([[0.0, 0.0, 0.0, 3.0, 3.0]])
+        >>> roi_align(x, rois, 2, sampling_ratio=-1)
+        tensor([[[[ 3.7500,  5.2500],
+                  [ 9.7500, 11.2500]]]])
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"roi_align: input must be a Tensor, got {type(input).__name__}")
+    rois = _boxes_to_rois(boxes, input)
+    pooled_height, pooled_width = pair(output_size, "output_size")
+    return torch.ops.roi_ext.roi_align(
+        input,
+        rois,
+        check_float(spatial_scale, "spatial_scale"),
+        pooled_height,
+        pooled_width,
+        check_int(sampling_ratio, "sampling_ratio"),
+        bool(aligned),
+        check_int(roi_end_mode, "roi_end_mode"),
+    )
+
+
+class RoIAlign(nn.Module):
+    """torchvision's ``RoIAlign`` module: ``RoIAlign(output_size, spatial_scale, sampling_ratio, aligned=False)``.
+
+    Example:
+        >>> m = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=True)
+        >>> m(torch.rand(2, 256, 50, 68), torch.tensor([[0.0, 8, 8, 120, 90]])).shape
+        torch.Size([1, 256, 7, 7])
+    """
+
+    def __init__(self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False):
+        super().__init__()
+        self.output_size = output_size
+        self.spatial_scale = spatial_scale
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+
+    def forward(self, input: Tensor, rois: Union[Tensor, List[Tensor]]) -> Tensor:
+        return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+            f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned})"
+        )
+
+
+class ROIAlign(nn.Module):
+    """MindSpore's ``ROIAlign``: ``ROIAlign(pooled_height, pooled_width, spatial_scale, sample_num=2, roi_end_mode=1)``.
+
+    ``forward(features, rois)`` with ``rois`` a ``Tensor[K, 5]`` of rows
+    ``(batch_index, x1, y1, x2, y2)``. With the default ``roi_end_mode=1`` the
+    end coordinate is inclusive (``end = (x2 + 1) * spatial_scale``).
+
+    Example:
+        >>> m = ROIAlign(2, 2, 0.5, 2)
+        >>> m(torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), torch.tensor([[0, 0.2, 0.3, 0.2, 0.3]]))
+        tensor([[[[1.7750, 2.0250],
+                  [2.2750, 2.5250]]]])
+    """
+
+    def __init__(
+        self, pooled_height: int, pooled_width: int, spatial_scale: float, sample_num: int = 2, roi_end_mode: int = 1
+    ):
+        super().__init__()
+        self.pooled_height = check_int(pooled_height, "pooled_height")
+        self.pooled_width = check_int(pooled_width, "pooled_width")
+        self.spatial_scale = check_float(spatial_scale, "spatial_scale")
+        self.sample_num = check_int(sample_num, "sample_num")
+        self.roi_end_mode = check_int(roi_end_mode, "roi_end_mode")
+        if self.roi_end_mode not in (0, 1):
+            raise ValueError(f"ROIAlign: roi_end_mode must be 0 or 1, got {roi_end_mode}")
+        if self.pooled_height <= 0 or self.pooled_width <= 0:
+            raise ValueError(
+                f"ROIAlign: pooled_height and pooled_width must be positive, got ({pooled_height}, {pooled_width})"
+            )
+
+    def forward(self, features: Tensor, rois: Tensor) -> Tensor:
+        return roi_align(
+            features,
+            rois,
+            (self.pooled_height, self.pooled_width),
+            self.spatial_scale,
+            self.sample_num,
+            False,
+            self.roi_end_mode,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(pooled_height={self.pooled_height}, pooled_width={self.pooled_width}, "
+            f"spatial_scale={self.spatial_scale}, sample_num={self.sample_num}, roi_end_mode={self.roi_end_mode})"
+        )
