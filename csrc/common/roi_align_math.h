@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace roi_ext {
 namespace roi_align_math {
@@ -33,12 +34,13 @@ struct RoiGeometry {
 
 // Adaptive sample count along one axis: ceil(roi_size / pooled) (torchvision's
 // rule, Part A11). Empty, inverted and non-finite rois get 0 samples instead of
-// an undefined float -> int conversion.
+// an undefined float -> int conversion; huge finite ones are capped (and then
+// refused by the kernels, which will not allocate that many samples).
 template <typename T>
 C10_HOST_DEVICE inline int64_t adaptive_grid(T roi_size, int64_t pooled) {
   const T g = ::ceil(roi_size / static_cast<T>(pooled));
-  if (!(g > T(0))) {
-    return 0;
+  if (!(g > T(0) && g <= std::numeric_limits<T>::max())) {
+    return 0;  // empty, inverted, NaN or infinite roi: no samples
   }
   if (!(g < static_cast<T>(kMaxGridPerAxis))) {
     return kMaxGridPerAxis;

@@ -16,7 +16,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -252,9 +251,10 @@ at::Tensor roi_align_forward_cpu(
   const int64_t width = input.size(3);
   if (height == 0 || width == 0) {
     // No pixel to sample: every bin is an average over nothing.
-    return at::zeros(
-        {num_rois, channels, pooled_height, pooled_width},
-        input.options().memory_format(fmt));
+    return at::empty(
+               {num_rois, channels, pooled_height, pooled_width},
+               input.options().memory_format(fmt))
+        .zero_();
   }
   at::Tensor output = at::empty(
       {num_rois, channels, pooled_height, pooled_width},
@@ -401,9 +401,11 @@ at::Tensor roi_align_backward_cpu(
                         batch_size, "_roi_align_backward");
   });
 
-  const auto options = grad.options().memory_format(fmt);
-  at::Tensor grad_input = at::zeros(
-      {batch_size, channels, height, width}, options.dtype(acc_type));
+  // at::zeros ignores the memory format of its options; at::empty honours it.
+  at::Tensor grad_input = at::empty(
+                              {batch_size, channels, height, width},
+                              grad.options().dtype(acc_type).memory_format(fmt))
+                              .zero_();
   if (grad.numel() == 0 || grad_input.numel() == 0) {
     return grad_input.to(grad.scalar_type());
   }
