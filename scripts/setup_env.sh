@@ -42,7 +42,12 @@ if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp_now" ] || ! (cd /tmp && "$PY"
   export MAX_JOBS="${MAX_JOBS:-2}"
   echo "[setup] building roi_ext (CUDA_HOME=${CUDA_HOME:-none})"
   start=$SECONDS
-  "$PY" -m pip install -q --no-build-isolation --no-deps -e "$ROOT"
-  echo "[setup] built in $((SECONDS - start)) s"
+  log="$VENV/roi_ext-build.log"
+  if ! "$PY" -m pip install --no-build-isolation --no-deps -e "$ROOT" > "$log" 2>&1; then
+    tail -n 60 "$log"
+    echo "[setup] build failed; full log: $log" >&2
+    exit 1
+  fi
+  echo "[setup] built in $((SECONDS - start)) s (log: $log)"
   echo "$stamp_now" > "$stamp_file"
 fi
