@@ -7,7 +7,18 @@ and CUDA kernels registered under ``torch.ops.roi_ext``.
 import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # noqa: F401  (loads the compiled operators)
+from .cropping import Cropping1D, Cropping2D, Cropping3D, cropping1d, cropping2d, cropping3d
 from .roi_align import ROIAlign, RoIAlign, roi_align
 
-__all__ = ["roi_align", "ROIAlign", "RoIAlign"]
+__all__ = [
+    "roi_align",
+    "ROIAlign",
+    "RoIAlign",
+    "cropping1d",
+    "cropping2d",
+    "cropping3d",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
+]
 __version__ = "0.1.0"
