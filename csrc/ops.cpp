@@ -29,4 +29,15 @@ TORCH_LIBRARY(roi_ext, m) {
       "SymInt pooled_height, SymInt pooled_width, SymInt batch_size, "
       "SymInt channels, SymInt height, SymInt width, int sampling_ratio, "
       "bool aligned, int roi_end_mode) -> Tensor");
+  m.def(
+      "crop_and_resize(Tensor image, Tensor boxes, Tensor box_index, "
+      "SymInt crop_height, SymInt crop_width, str method, "
+      "float extrapolation_value, str data_format) -> Tensor");
+  m.def(
+      "crop_and_resize_grad_image(Tensor grads, Tensor boxes, Tensor box_index, "
+      "SymInt batch_size, SymInt image_height, SymInt image_width, SymInt depth, "
+      "str method, ScalarType dtype, str data_format) -> Tensor");
+  m.def(
+      "crop_and_resize_grad_boxes(Tensor grads, Tensor image, Tensor boxes, "
+      "Tensor box_index, str method, str data_format) -> Tensor");
 }

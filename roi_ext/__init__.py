@@ -7,10 +7,15 @@ and CUDA kernels registered under ``torch.ops.roi_ext``.
 import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # noqa: F401  (loads the compiled operators)
+from .crop_and_resize import CropAndResize, crop_and_resize, crop_and_resize_grad_boxes, crop_and_resize_grad_image
 from .cropping import Cropping1D, Cropping2D, Cropping3D, cropping1d, cropping2d, cropping3d
 from .roi_align import ROIAlign, RoIAlign, roi_align
 
 __all__ = [
+    "crop_and_resize",
+    "crop_and_resize_grad_image",
+    "crop_and_resize_grad_boxes",
+    "CropAndResize",
     "roi_align",
     "ROIAlign",
     "RoIAlign",

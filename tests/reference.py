@@ -124,3 +124,163 @@ def roi_align_backward(grad, rois, input_shape, spatial_scale, sampling_ratio, a
                     for (yy, xx), w in zip(((yl, xl), (yl, xh), (yh, xl), (yh, xh)), ws):
                         out[b, c, yy, xx] = out[b, c, yy, xx] + (g * w) / count
     return out
+
+
+# ---------------------------------------------------------------------------
+# CropAndResize (SPEC Part B §1-3, Part A5-A9), NHWC numpy arrays
+# ---------------------------------------------------------------------------
+def _axis_coord(c1, c2, i, size, crop, T, grad_boxes=False):
+    """SPEC §1.3 (forward / grad-image) and §3 (grad-boxes: step from a ratio)."""
+    if crop > 1:
+        if grad_boxes:
+            step = (c2 - c1) * (T(size - 1) / T(crop - 1))
+        else:
+            step = ((c2 - c1) * T(size - 1)) / T(crop - 1)
+        return c1 * T(size - 1) + T(i) * step
+    return T(0.5 * float(c1 + c2) * float(size - 1))
+
+
+def _v2_axis(c1, c2, i, size, crop, T):
+    """SPEC §1.8 item 3 with Part A7's clamp: (lo, hi, frac) or None for non-finite boxes."""
+    a, b = c1 * T(size), c2 * T(size)
+    if not (abs(a) < 2**31 and abs(b) < 2**31):
+        return None
+    start = int(a)
+    n = max(int(b) - start + 1, 1)
+    p = ((T(i) + T(0.5)) * (T(n) / T(crop))) - T(0.5)
+    lo = min(max(math.floor(p), 0), n - 1)
+    hi = min(max(math.ceil(p), 0), n - 1)
+    frac = p - T(lo)
+    clamp = lambda v: min(max(v, 0), size - 1)  # noqa: E731
+    return clamp(start + lo), clamp(start + hi), frac
+
+
+def _round_half_away(v):
+    """C round() for v >= 0, evaluated in double: float32 v + 0.5 would round
+    0.49999997 up to 1.0 (SPEC §1.6)."""
+    return int(math.floor(float(v) + 0.5))
+
+
+def crop_and_resize_forward(image, boxes, box_index, crop_size, method, extrapolation_value, T):
+    image = np.asarray(image)
+    boxes = np.asarray(boxes, dtype=T)
+    B, H, W, D = image.shape
+    ch, cw = crop_size
+    out = np.zeros((len(boxes), ch, cw, D), dtype=T)
+    ext = T(extrapolation_value)
+    with np.errstate(all="ignore"):
+        for b, (y1, x1, y2, x2) in enumerate(boxes):
+            img = image[int(box_index[b])]
+            px = lambda yy, xx, d: T(img[yy, xx, d])  # noqa: E731
+            for y in range(ch):
+                for x in range(cw):
+                    for d in range(D):
+                        if method == "bilinear_v2":
+                            sy = _v2_axis(y1, y2, y, H, ch, T)
+                            sx = _v2_axis(x1, x2, x, W, cw, T)
+                            if sy is None or sx is None:
+                                out[b, y, x, d] = ext
+                                continue
+                            (t, bo, yl), (le, r, xl) = sy, sx
+                            tl, tr, bl, br = px(t, le, d), px(t, r, d), px(bo, le, d), px(bo, r, d)
+                            oy, ox = T(1) - yl, T(1) - xl
+                            out[b, y, x, d] = (((tl * oy) * ox + (br * yl) * xl) + (tr * oy) * xl) + (bl * yl) * ox
+                            continue
+                        in_y = _axis_coord(y1, y2, y, H, ch, T)
+                        in_x = _axis_coord(x1, x2, x, W, cw, T)
+                        if not (0 <= in_y <= H - 1 and 0 <= in_x <= W - 1):
+                            out[b, y, x, d] = ext
+                        elif method == "nearest":
+                            out[b, y, x, d] = px(_round_half_away(in_y), _round_half_away(in_x), d)
+                        else:
+                            t, bo = math.floor(in_y), math.ceil(in_y)
+                            le, r = math.floor(in_x), math.ceil(in_x)
+                            yl, xl = in_y - T(t), in_x - T(le)
+                            top = px(t, le, d) + (px(t, r, d) - px(t, le, d)) * xl
+                            bottom = px(bo, le, d) + (px(bo, r, d) - px(bo, le, d)) * xl
+                            out[b, y, x, d] = top + (bottom - top) * yl
+    return out
+
+
+def crop_and_resize_grad_image(grads, boxes, box_index, image_size, method, T):
+    """SPEC §2 (bilinear, nearest) and the adjoint of bilinear_v2 (Part A8); accumulated in T."""
+    grads = np.asarray(grads, dtype=T)
+    boxes = np.asarray(boxes, dtype=T)
+    B, H, W, D = image_size
+    N, ch, cw, _ = grads.shape
+    out = np.zeros(image_size, dtype=T)
+    with np.errstate(all="ignore"):
+        for b, (y1, x1, y2, x2) in enumerate(boxes):
+            bi = int(box_index[b])
+            for y in range(ch):
+                for x in range(cw):
+                    for d in range(D):
+                        g = grads[b, y, x, d]
+                        if method == "bilinear_v2":
+                            sy, sx = _v2_axis(y1, y2, y, H, ch, T), _v2_axis(x1, x2, x, W, cw, T)
+                            if sy is None or sx is None:
+                                continue
+                            (t, bo, yl), (le, r, xl) = sy, sx
+                            oy, ox = T(1) - yl, T(1) - xl
+                            shares = ((t, le, (g * oy) * ox), (t, r, (g * oy) * xl), (bo, le, (g * yl) * ox),
+                                      (bo, r, (g * yl) * xl))
+                        else:
+                            in_y = _axis_coord(y1, y2, y, H, ch, T)
+                            in_x = _axis_coord(x1, x2, x, W, cw, T)
+                            if not (0 <= in_y <= H - 1 and 0 <= in_x <= W - 1):
+                                continue
+                            if method == "nearest":
+                                shares = ((_round_half_away(in_y), _round_half_away(in_x), g),)
+                            else:
+                                t, bo = math.floor(in_y), math.ceil(in_y)
+                                le, r = math.floor(in_x), math.ceil(in_x)
+                                yl, xl = in_y - T(t), in_x - T(le)
+                                dtop, dbot = (T(1) - yl) * g, yl * g
+                                shares = ((t, le, (T(1) - xl) * dtop), (t, r, xl * dtop), (bo, le, (T(1) - xl) * dbot),
+                                          (bo, r, xl * dbot))
+                        for yy, xx, v in shares:
+                            out[bi, yy, xx, d] = out[bi, yy, xx, d] + v
+    return out
+
+
+def crop_and_resize_grad_boxes(grads, image, boxes, box_index, T):
+    """SPEC §3 (TensorFlow's CropAndResizeGradBoxes), accumulated in (y, x, d) order."""
+    grads = np.asarray(grads, dtype=T)
+    image = np.asarray(image)
+    boxes = np.asarray(boxes, dtype=T)
+    B, H, W, D = image.shape
+    N, ch, cw, _ = grads.shape
+    out = np.zeros((N, 4), dtype=T)
+
+    def add(acc, g, i, size, crop, first):
+        if crop > 1:
+            ratio = T(size - 1) / T(crop - 1)
+            return acc + g * ((T(size - 1) - T(i) * ratio) if first else T(i) * ratio)
+        return T(float(acc) + float(g) * 0.5 * float(size - 1))
+
+    with np.errstate(all="ignore"):
+        for b, (y1, x1, y2, x2) in enumerate(boxes):
+            img = image[int(box_index[b])]
+            acc = [T(0)] * 4
+            for y in range(ch):
+                in_y = _axis_coord(y1, y2, y, H, ch, T, grad_boxes=True)
+                if not (0 <= in_y <= H - 1):
+                    continue
+                t, bo = math.floor(in_y), math.ceil(in_y)
+                yl = in_y - T(t)
+                for x in range(cw):
+                    in_x = _axis_coord(x1, x2, x, W, cw, T, grad_boxes=True)
+                    if not (0 <= in_x <= W - 1):
+                        continue
+                    le, r = math.floor(in_x), math.ceil(in_x)
+                    xl = in_x - T(le)
+                    for d in range(D):
+                        tl, tr, bl, br = (T(img[t, le, d]), T(img[t, r, d]), T(img[bo, le, d]), T(img[bo, r, d]))
+                        gy = ((T(1) - xl) * (bl - tl) + xl * (br - tr)) * grads[b, y, x, d]
+                        gx = ((T(1) - yl) * (tr - tl) + yl * (br - bl)) * grads[b, y, x, d]
+                        acc[0] = add(acc[0], gy, y, H, ch, True)
+                        acc[2] = add(acc[2], gy, y, H, ch, False)
+                        acc[1] = add(acc[1], gx, x, W, cw, True)
+                        acc[3] = add(acc[3], gx, x, W, cw, False)
+            out[b] = acc
+    return out

@@ -1,0 +1,236 @@
+// CropAndResize per-sample math: the one definition used by the CPU kernels
+// (forward, grad-image, grad-boxes) and the CUDA kernels.
+//
+// T is the compute type: float (TensorFlow's arithmetic, so float32 results are
+// bit-identical to its CPU kernels; SPEC.md Part A1) or double (float64 images).
+// Expressions keep TensorFlow's association exactly; the build disables FMA
+// contraction. Boxes are [y1, x1, y2, x2] in normalised coordinates: a
+// coordinate c maps to pixel c * (size - 1) ("align corners").
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace roi_ext {
+namespace crop_and_resize_math {
+
+enum class Method : int { kBilinear = 0, kNearest = 1, kBilinearV2 = 2 };
+
+// ---------------------------------------------------------------------------
+// Sampling coordinates (SPEC Part B §1.3)
+// ---------------------------------------------------------------------------
+
+// Step between consecutive samples of the forward and grad-image kernels:
+// fl(fl((c2 - c1) * (size - 1)) / (crop - 1)).
+template <typename T>
+C10_HOST_DEVICE inline T forward_step(T c1, T c2, int64_t size, int64_t crop) {
+  return crop > 1
+      ? (((c2 - c1) * static_cast<T>(size - 1)) / static_cast<T>(crop - 1))
+      : T(0);
+}
+
+// CropAndResizeGradBoxes builds its step from a ratio instead (SPEC §3):
+// ratio = fl((size - 1) / (crop - 1)), step = fl((c2 - c1) * ratio).
+template <typename T>
+C10_HOST_DEVICE inline T grad_boxes_ratio(int64_t size, int64_t crop) {
+  return crop > 1 ? (static_cast<T>(size - 1) / static_cast<T>(crop - 1)) : T(0);
+}
+
+template <typename T>
+C10_HOST_DEVICE inline T grad_boxes_step(T c1, T c2, T ratio, int64_t crop) {
+  return crop > 1 ? ((c2 - c1) * ratio) : T(0);
+}
+
+// Pixel coordinate of sample i: fl(fl(c1 * (size - 1)) + fl(i * step)); with a
+// crop of 1 the box centre 0.5 * (c1 + c2) * (size - 1), which TensorFlow
+// evaluates in double (Part A5).
+template <typename T>
+C10_HOST_DEVICE inline T sample_coord(
+    T c1,
+    T c2,
+    T step,
+    int64_t i,
+    int64_t size,
+    int64_t crop) {
+  if (crop > 1) {
+    return (c1 * static_cast<T>(size - 1)) + (static_cast<T>(i) * step);
+  }
+  return static_cast<T>(
+      (0.5 * static_cast<double>(c1 + c2)) * static_cast<double>(size - 1));
+}
+
+// In range iff 0 <= v <= size - 1 (SPEC §1.4). Written as a positive test so
+// NaN is out of range (Part A9) and never reaches an integer conversion.
+template <typename T>
+C10_HOST_DEVICE inline bool in_range(T v, int64_t size) {
+  return v >= T(0) && v <= static_cast<T>(size - 1);
+}
+
+// ---------------------------------------------------------------------------
+// bilinear and nearest (SPEC §1.5-1.6); only for in-range coordinates
+// ---------------------------------------------------------------------------
+template <typename T>
+struct Lerp {
+  int64_t lo;  // floor(v)
+  int64_t hi;  // ceil(v): equals lo at integer v, so no neighbour past size - 1
+  T frac;      // v - lo, exact
+};
+
+template <typename T>
+C10_HOST_DEVICE inline Lerp<T> lerp(T v) {
+  const T lo = ::floor(v);
+  return Lerp<T>{
+      static_cast<int64_t>(lo), static_cast<int64_t>(::ceil(v)), v - lo};
+}
+
+// C round(): half away from zero (Part A6); never half-to-even.
+template <typename T>
+C10_HOST_DEVICE inline int64_t nearest_index(T v) {
+  return static_cast<int64_t>(::round(v));
+}
+
+template <typename T>
+C10_HOST_DEVICE inline T bilinear(T tl, T tr, T bl, T br, T x_frac, T y_frac) {
+  const T top = tl + ((tr - tl) * x_frac);
+  const T bottom = bl + ((br - bl) * x_frac);
+  return top + ((bottom - top) * y_frac);
+}
+
+// The four image-gradient shares of output gradient g (SPEC §2), in the order
+// TensorFlow adds them: top-left, top-right, bottom-left, bottom-right.
+template <typename T>
+struct Corners {
+  T tl, tr, bl, br;
+};
+
+template <typename T>
+C10_HOST_DEVICE inline Corners<T> bilinear_grad(T g, T x_frac, T y_frac) {
+  const T dtop = (T(1) - y_frac) * g;
+  const T dbottom = y_frac * g;
+  return Corners<T>{
+      (T(1) - x_frac) * dtop,
+      x_frac * dtop,
+      (T(1) - x_frac) * dbottom,
+      x_frac * dbottom};
+}
+
+// d out / d in_y and d out / d in_x of one bilinear sample (SPEC §3).
+template <typename T>
+C10_HOST_DEVICE inline T bilinear_dy(T tl, T tr, T bl, T br, T x_frac) {
+  return ((T(1) - x_frac) * (bl - tl)) + (x_frac * (br - tr));
+}
+
+template <typename T>
+C10_HOST_DEVICE inline T bilinear_dx(T tl, T tr, T bl, T br, T y_frac) {
+  return ((T(1) - y_frac) * (tr - tl)) + (y_frac * (br - bl));
+}
+
+// d in / d c1 and d in / d c2 of sample i along one axis (SPEC §3), with the
+// grad-boxes ratio; for a crop of 1 both are 0.5 * (size - 1) and TensorFlow
+// multiplies and adds in double (see add_box_grad).
+template <typename T>
+C10_HOST_DEVICE inline T dcoord_dc1(int64_t i, T ratio, int64_t size) {
+  return static_cast<T>(size - 1) - (static_cast<T>(i) * ratio);
+}
+
+template <typename T>
+C10_HOST_DEVICE inline T dcoord_dc2(int64_t i, T ratio) {
+  return static_cast<T>(i) * ratio;
+}
+
+// acc += g * d with TensorFlow's rounding: for crop > 1 a T product and sum;
+// for a crop of 1, fl(double(acc) + (double(g) * 0.5) * (size - 1)).
+template <typename T>
+C10_HOST_DEVICE inline T add_box_grad(
+    T acc,
+    T g,
+    int64_t i,
+    T ratio,
+    int64_t size,
+    int64_t crop,
+    bool first_corner) {
+  if (crop > 1) {
+    return acc + (g * (first_corner ? dcoord_dc1(i, ratio, size) : dcoord_dc2(i, ratio)));
+  }
+  return static_cast<T>(
+      static_cast<double>(acc) +
+      ((static_cast<double>(g) * 0.5) * static_cast<double>(size - 1)));
+}
+
+// ---------------------------------------------------------------------------
+// bilinear_v2 (MindSpore's CPU kernel, SPEC §1.8 item 3, with Part A7's clamp)
+// ---------------------------------------------------------------------------
+
+// The box truncated to an inclusive integer pixel window [start, start+size-1].
+struct V2Window {
+  int64_t start;
+  int64_t size;
+  bool valid;  // false for non-finite or absurdly large coordinates (Part A9)
+};
+
+template <typename T>
+C10_HOST_DEVICE inline V2Window v2_window(T c1, T c2, int64_t image_size) {
+  const T a = c1 * static_cast<T>(image_size);
+  const T b = c2 * static_cast<T>(image_size);
+  constexpr T kLimit = T(2147483648.0);  // MindSpore converts to int32
+  if (!(a > -kLimit && a < kLimit && b > -kLimit && b < kLimit)) {
+    return V2Window{0, 1, false};
+  }
+  const int64_t start = static_cast<int64_t>(a);  // truncation toward zero
+  const int64_t n = static_cast<int64_t>(b) - start + 1;
+  return V2Window{start, n > 1 ? n : 1, true};
+}
+
+template <typename T>
+struct V2Sample {
+  int64_t lo;  // image pixel indices, clamped into [0, image_size - 1]
+  int64_t hi;
+  T frac;      // not clamped: may be negative at the first sample
+};
+
+C10_HOST_DEVICE inline int64_t clamp_index(int64_t v, int64_t lo, int64_t hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+template <typename T>
+C10_HOST_DEVICE inline V2Sample<T> v2_sample(
+    int64_t i,
+    int64_t crop,
+    const V2Window& w,
+    int64_t image_size) {
+  const T scale = static_cast<T>(w.size) / static_cast<T>(crop);
+  const T p = ((static_cast<T>(i) + T(0.5)) * scale) - T(0.5);
+  const int64_t lo = clamp_index(static_cast<int64_t>(::floor(p)), 0, w.size - 1);
+  const int64_t hi = clamp_index(static_cast<int64_t>(::ceil(p)), 0, w.size - 1);
+  return V2Sample<T>{
+      clamp_index(w.start + lo, 0, image_size - 1),
+      clamp_index(w.start + hi, 0, image_size - 1),
+      p - static_cast<T>(lo)};
+}
+
+// MindSpore's four-product weighting, in its exact order.
+template <typename T>
+C10_HOST_DEVICE inline T bilinear_v2(T tl, T tr, T bl, T br, T x_frac, T y_frac) {
+  const T one_y = T(1) - y_frac;
+  const T one_x = T(1) - x_frac;
+  return ((((tl * one_y) * one_x) + ((br * y_frac) * x_frac)) +
+          ((tr * one_y) * x_frac)) +
+      ((bl * y_frac) * one_x);
+}
+
+// Its exact adjoint (Part A8): the share of g for each corner.
+template <typename T>
+C10_HOST_DEVICE inline Corners<T> bilinear_v2_grad(T g, T x_frac, T y_frac) {
+  const T one_y = T(1) - y_frac;
+  const T one_x = T(1) - x_frac;
+  return Corners<T>{
+      (g * one_y) * one_x,
+      (g * one_y) * x_frac,
+      (g * y_frac) * one_x,
+      (g * y_frac) * x_frac};
+}
+
+}  // namespace crop_and_resize_math
+}  // namespace roi_ext

@@ -1,0 +1,521 @@
+// CPU kernels of roi_ext::crop_and_resize, crop_and_resize_grad_image and
+// crop_and_resize_grad_boxes: parallel loops around
+// csrc/common/crop_and_resize_math.h.
+//
+// Every tensor is read and written through the strides of its [B, H, W, D]
+// view, so NCHW images are used in place (no copy) and any strided input works.
+//
+// Determinism (SPEC.md Part A15):
+// * forward: disjoint output rows per task;
+// * grad-image: work split by (image, depth block); each task owns its gradient
+//   elements and adds the contributions of the boxes of that image in the
+//   reference order (box, y, x, corner), which is TensorFlow's deterministic
+//   order, so float32 results are bit-identical to it at any thread count;
+// * grad-boxes: one task per box, which sums over (y, x, d) in TensorFlow's order.
+#include <ATen/Dispatch.h>
+#include <ATen/Dispatch_v2.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../common/crop_and_resize_args.h"
+#include "../common/crop_and_resize_math.h"
+
+namespace roi_ext {
+namespace {
+
+using namespace crop_and_resize_math;
+
+// Element strides of a [B, H, W, D] view.
+struct Strides {
+  int64_t b, h, w, d;
+};
+
+Strides nhwc_strides(const at::Tensor& t, bool nchw) {
+  const at::Tensor v = detail::as_nhwc(t, nchw);
+  return Strides{v.stride(0), v.stride(1), v.stride(2), v.stride(3)};
+}
+
+// Reads box_index as int64 and checks every value lies in [0, batch_size).
+std::vector<int64_t> checked_box_index(
+    const at::Tensor& box_index,
+    int64_t batch_size,
+    const char* op) {
+  const at::Tensor idx = box_index.to(at::kLong).contiguous();
+  const int64_t* p = idx.const_data_ptr<int64_t>();
+  std::vector<int64_t> out(p, p + idx.numel());
+  for (size_t i = 0; i < out.size(); ++i) {
+    TORCH_CHECK_INDEX(
+        out[i] >= 0 && out[i] < batch_size,
+        op,
+        ": box_index[",
+        i,
+        "] = ",
+        out[i],
+        " is outside [0, ",
+        batch_size,
+        ") (batch size of the image)");
+  }
+  return out;
+}
+
+// Boxes in the compute type, contiguous [N, 4].
+template <typename T>
+at::Tensor boxes_as(const at::Tensor& boxes) {
+  return boxes.to(c10::CppTypeToScalarType<T>::value).contiguous().reshape({-1, 4});
+}
+
+// Boxes of each image in ascending order (a stable counting sort): the tasks
+// that own an image's gradient visit them in the reference order.
+struct BoxesByImage {
+  std::vector<int64_t> begin;  // boxes of image b: order[begin[b] .. begin[b+1])
+  std::vector<int64_t> order;
+  BoxesByImage(const std::vector<int64_t>& box_index, int64_t batch_size)
+      : begin(batch_size + 1, 0), order(box_index.size()) {
+    for (int64_t b : box_index) {
+      ++begin[b + 1];
+    }
+    for (int64_t b = 0; b < batch_size; ++b) {
+      begin[b + 1] += begin[b];
+    }
+    std::vector<int64_t> next(begin.begin(), begin.end() - 1);
+    for (size_t k = 0; k < box_index.size(); ++k) {
+      order[next[box_index[k]]++] = static_cast<int64_t>(k);
+    }
+  }
+};
+
+// Depth per task: whole depth when there are many images, blocks when few.
+int64_t depth_block(int64_t depth, int64_t images) {
+  const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+  int64_t blocks = images >= want ? 1 : (want + images - 1) / std::max<int64_t>(images, 1);
+  blocks = std::max<int64_t>(1, std::min(blocks, depth));
+  return std::max<int64_t>(1, (depth + blocks - 1) / blocks);
+}
+
+// ---------------------------------------------------------------------------
+// forward
+// ---------------------------------------------------------------------------
+template <typename scalar_t, typename T>
+void forward_impl(
+    const at::Tensor& image,
+    Strides is,
+    const at::Tensor& boxes,
+    const std::vector<int64_t>& box_index,
+    int64_t crop_height,
+    int64_t crop_width,
+    Method method,
+    T extrapolation_value,
+    at::Tensor& output,
+    Strides os) {
+  const int64_t num_boxes = boxes.size(0);
+  const int64_t height = image.size(1), width = image.size(2), depth = image.size(3);
+  const scalar_t* img = image.const_data_ptr<scalar_t>();
+  const T* box = boxes.const_data_ptr<T>();
+  T* out = output.mutable_data_ptr<T>();
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, crop_width * depth));
+
+  at::parallel_for(0, num_boxes * crop_height, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / crop_height;
+      const int64_t y = task % crop_height;
+      const T y1 = box[b * 4 + 0], x1 = box[b * 4 + 1];
+      const T y2 = box[b * 4 + 2], x2 = box[b * 4 + 3];
+      const scalar_t* src = img + box_index[b] * is.b;
+      T* row = out + b * os.b + y * os.h;
+      auto fill = [&](int64_t x) {
+        for (int64_t d = 0; d < depth; ++d) {
+          row[x * os.w + d * os.d] = extrapolation_value;
+        }
+      };
+      auto px = [&](int64_t yy, int64_t xx, int64_t d) {
+        return static_cast<T>(src[yy * is.h + xx * is.w + d * is.d]);
+      };
+
+      if (method == Method::kBilinearV2) {
+        const V2Window wy = v2_window(y1, y2, height);
+        const V2Window wx = v2_window(x1, x2, width);
+        if (!wy.valid || !wx.valid) {
+          for (int64_t x = 0; x < crop_width; ++x) fill(x);
+          continue;
+        }
+        const V2Sample<T> sy = v2_sample<T>(y, crop_height, wy, height);
+        for (int64_t x = 0; x < crop_width; ++x) {
+          const V2Sample<T> sx = v2_sample<T>(x, crop_width, wx, width);
+          for (int64_t d = 0; d < depth; ++d) {
+            row[x * os.w + d * os.d] = bilinear_v2(
+                px(sy.lo, sx.lo, d), px(sy.lo, sx.hi, d), px(sy.hi, sx.lo, d),
+                px(sy.hi, sx.hi, d), sx.frac, sy.frac);
+          }
+        }
+        continue;
+      }
+
+      const T in_y = sample_coord(y1, y2, forward_step(y1, y2, height, crop_height),
+                                  y, height, crop_height);
+      if (!in_range(in_y, height)) {
+        for (int64_t x = 0; x < crop_width; ++x) fill(x);
+        continue;
+      }
+      const T step_x = forward_step(x1, x2, width, crop_width);
+      if (method == Method::kBilinear) {
+        const Lerp<T> ly = lerp(in_y);
+        for (int64_t x = 0; x < crop_width; ++x) {
+          const T in_x = sample_coord(x1, x2, step_x, x, width, crop_width);
+          if (!in_range(in_x, width)) {
+            fill(x);
+            continue;
+          }
+          const Lerp<T> lx = lerp(in_x);
+          for (int64_t d = 0; d < depth; ++d) {
+            row[x * os.w + d * os.d] = bilinear(
+                px(ly.lo, lx.lo, d), px(ly.lo, lx.hi, d), px(ly.hi, lx.lo, d),
+                px(ly.hi, lx.hi, d), lx.frac, ly.frac);
+          }
+        }
+      } else {
+        const int64_t cy = nearest_index(in_y);
+        for (int64_t x = 0; x < crop_width; ++x) {
+          const T in_x = sample_coord(x1, x2, step_x, x, width, crop_width);
+          if (!in_range(in_x, width)) {
+            fill(x);
+            continue;
+          }
+          const int64_t cx = nearest_index(in_x);
+          for (int64_t d = 0; d < depth; ++d) {
+            row[x * os.w + d * os.d] = px(cy, cx, d);
+          }
+        }
+      }
+    }
+  });
+}
+
+at::Tensor crop_and_resize_cpu(
+    const at::Tensor& image,
+    const at::Tensor& boxes,
+    const at::Tensor& box_index,
+    int64_t crop_height,
+    int64_t crop_width,
+    c10::string_view method_name,
+    double extrapolation_value,
+    c10::string_view data_format) {
+  constexpr const char* op = "crop_and_resize";
+  const Method method = detail::parse_method(std::string(method_name), op);
+  const bool nchw = detail::parse_nchw(std::string(data_format), op);
+  detail::check_image(image, nchw, op);
+  detail::check_boxes(boxes, box_index, image, "image", op);
+  detail::check_crop_size(crop_height, crop_width, op);
+  TORCH_CHECK(image.is_cpu(), op, ": image must be a CPU tensor");
+
+  const at::Tensor img = detail::as_nhwc(image, nchw);  // a view
+  const int64_t batch = img.size(0), depth = img.size(3);
+  const std::vector<int64_t> index = checked_box_index(box_index, batch, op);
+  const int64_t num_boxes = boxes.size(0);
+  const at::ScalarType out_type = image.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor output = nchw
+      ? at::empty({num_boxes, depth, crop_height, crop_width}, image.options().dtype(out_type))
+      : at::empty({num_boxes, crop_height, crop_width, depth}, image.options().dtype(out_type));
+  if (output.numel() == 0) {
+    return output;
+  }
+  const Strides is{img.stride(0), img.stride(1), img.stride(2), img.stride(3)};
+  const Strides os = nhwc_strides(output, nchw);
+  AT_DISPATCH_V2(
+      image.scalar_type(), "crop_and_resize_cpu", AT_WRAP([&] {
+        if constexpr (std::is_same_v<scalar_t, double>) {
+          forward_impl<scalar_t, double>(
+              img, is, boxes_as<double>(boxes), index, crop_height, crop_width, method,
+              extrapolation_value, output, os);
+        } else {
+          forward_impl<scalar_t, float>(
+              img, is, boxes_as<float>(boxes), index, crop_height, crop_width, method,
+              static_cast<float>(extrapolation_value), output, os);
+        }
+      }),
+      AT_EXPAND(AT_ALL_TYPES), at::kHalf, at::kBFloat16);
+  return output;
+}
+
+// ---------------------------------------------------------------------------
+// grad-image
+// ---------------------------------------------------------------------------
+// T: compute type of the shares (double iff grads are float64); acc_t: the
+// type the gradient is accumulated in (double for float64 output, else float32;
+// half outputs are rounded once at the end, Part A3).
+template <typename T, typename acc_t>
+void grad_image_impl(
+    const at::Tensor& grads,
+    Strides gs,
+    const at::Tensor& boxes,
+    const std::vector<int64_t>& box_index,
+    int64_t batch,
+    int64_t height,
+    int64_t width,
+    int64_t depth,
+    Method method,
+    at::Tensor& grad_image,
+    Strides os) {
+  const int64_t crop_height = grads.size(1), crop_width = grads.size(2);
+  const T* g = grads.const_data_ptr<T>();
+  const T* box = boxes.const_data_ptr<T>();
+  acc_t* out = grad_image.mutable_data_ptr<acc_t>();
+  const BoxesByImage by_image(box_index, batch);
+  const int64_t dblock = depth_block(depth, batch);
+  const int64_t blocks = (depth + dblock - 1) / dblock;
+
+  at::parallel_for(0, batch * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bi = task / blocks;
+      const int64_t d0 = (task % blocks) * dblock;
+      const int64_t d1 = std::min(depth, d0 + dblock);
+      acc_t* dst = out + bi * os.b;
+      auto add = [&](int64_t yy, int64_t xx, int64_t d, T v) {
+        dst[yy * os.h + xx * os.w + d * os.d] += static_cast<acc_t>(v);
+      };
+      for (int64_t j = by_image.begin[bi]; j < by_image.begin[bi + 1]; ++j) {
+        const int64_t b = by_image.order[j];
+        const T y1 = box[b * 4 + 0], x1 = box[b * 4 + 1];
+        const T y2 = box[b * 4 + 2], x2 = box[b * 4 + 3];
+        const T* gb = g + b * gs.b;
+        if (method == Method::kBilinearV2) {
+          const V2Window wy = v2_window(y1, y2, height);
+          const V2Window wx = v2_window(x1, x2, width);
+          if (!wy.valid || !wx.valid) {
+            continue;
+          }
+          for (int64_t y = 0; y < crop_height; ++y) {
+            const V2Sample<T> sy = v2_sample<T>(y, crop_height, wy, height);
+            for (int64_t x = 0; x < crop_width; ++x) {
+              const V2Sample<T> sx = v2_sample<T>(x, crop_width, wx, width);
+              for (int64_t d = d0; d < d1; ++d) {
+                const Corners<T> c =
+                    bilinear_v2_grad(gb[y * gs.h + x * gs.w + d * gs.d], sx.frac, sy.frac);
+                add(sy.lo, sx.lo, d, c.tl);
+                add(sy.lo, sx.hi, d, c.tr);
+                add(sy.hi, sx.lo, d, c.bl);
+                add(sy.hi, sx.hi, d, c.br);
+              }
+            }
+          }
+          continue;
+        }
+        const T step_y = forward_step(y1, y2, height, crop_height);
+        const T step_x = forward_step(x1, x2, width, crop_width);
+        for (int64_t y = 0; y < crop_height; ++y) {
+          const T in_y = sample_coord(y1, y2, step_y, y, height, crop_height);
+          if (!in_range(in_y, height)) {
+            continue;
+          }
+          const Lerp<T> ly = lerp(in_y);
+          const int64_t cy = nearest_index(in_y);
+          for (int64_t x = 0; x < crop_width; ++x) {
+            const T in_x = sample_coord(x1, x2, step_x, x, width, crop_width);
+            if (!in_range(in_x, width)) {
+              continue;
+            }
+            const T* gp = gb + y * gs.h + x * gs.w;
+            if (method == Method::kBilinear) {
+              const Lerp<T> lx = lerp(in_x);
+              for (int64_t d = d0; d < d1; ++d) {
+                const Corners<T> c = bilinear_grad(gp[d * gs.d], lx.frac, ly.frac);
+                add(ly.lo, lx.lo, d, c.tl);
+                add(ly.lo, lx.hi, d, c.tr);
+                add(ly.hi, lx.lo, d, c.bl);
+                add(ly.hi, lx.hi, d, c.br);
+              }
+            } else {
+              const int64_t cx = nearest_index(in_x);
+              for (int64_t d = d0; d < d1; ++d) {
+                add(cy, cx, d, gp[d * gs.d]);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+at::Tensor crop_and_resize_grad_image_cpu(
+    const at::Tensor& grads,
+    const at::Tensor& boxes,
+    const at::Tensor& box_index,
+    int64_t batch_size,
+    int64_t image_height,
+    int64_t image_width,
+    int64_t depth,
+    c10::string_view method_name,
+    at::ScalarType dtype,
+    c10::string_view data_format) {
+  constexpr const char* op = "crop_and_resize_grad_image";
+  const Method method = detail::parse_method(std::string(method_name), op);
+  const bool nchw = detail::parse_nchw(std::string(data_format), op);
+  TORCH_CHECK_VALUE(
+      batch_size >= 0 && image_height > 0 && image_width > 0 && depth >= 0,
+      op,
+      ": image_size must have batch >= 0, height > 0, width > 0 and depth >= 0, got (",
+      batch_size, ", ", image_height, ", ", image_width, ", ", depth, ") as (B, H, W, D)");
+  TORCH_CHECK_TYPE(
+      dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat || dtype == at::kDouble,
+      op,
+      ": dtype must be float16, bfloat16, float32 or float64, got ",
+      dtype);
+  detail::check_boxes(boxes, box_index, grads, "grads", op);
+  detail::check_grads(grads, boxes, depth, nchw, op);
+  TORCH_CHECK(grads.is_cpu(), op, ": grads must be a CPU tensor");
+  const std::vector<int64_t> index = checked_box_index(box_index, batch_size, op);
+
+  const at::ScalarType acc_type = dtype == at::kDouble ? at::kDouble : at::kFloat;
+  auto options = grads.options().dtype(acc_type);
+  at::Tensor grad_image = nchw
+      ? at::empty({batch_size, depth, image_height, image_width}, options)
+      : at::empty({batch_size, image_height, image_width, depth}, options);
+  grad_image.zero_();
+  if (grad_image.numel() == 0 || grads.numel() == 0) {
+    return grad_image.to(dtype);
+  }
+  const Strides os = nhwc_strides(grad_image, nchw);
+  const bool use_double = grads.scalar_type() == at::kDouble;
+  const at::Tensor g = detail::as_nhwc(grads.to(use_double ? at::kDouble : at::kFloat), nchw);
+  const Strides gs{g.stride(0), g.stride(1), g.stride(2), g.stride(3)};
+  auto run = [&](auto t_tag, auto acc_tag) {
+    using T = decltype(t_tag);
+    using acc_t = decltype(acc_tag);
+    grad_image_impl<T, acc_t>(
+        g, gs, boxes_as<T>(boxes), index, batch_size, image_height, image_width, depth,
+        method, grad_image, os);
+  };
+  if (use_double) {
+    acc_type == at::kDouble ? run(double{}, double{}) : run(double{}, float{});
+  } else {
+    acc_type == at::kDouble ? run(float{}, double{}) : run(float{}, float{});
+  }
+  return grad_image.to(dtype);
+}
+
+// ---------------------------------------------------------------------------
+// grad-boxes
+// ---------------------------------------------------------------------------
+template <typename scalar_t, typename T>
+void grad_boxes_impl(
+    const at::Tensor& grads,
+    Strides gs,
+    const at::Tensor& image,
+    Strides is,
+    const at::Tensor& boxes,
+    const std::vector<int64_t>& box_index,
+    at::Tensor& output) {
+  const int64_t num_boxes = boxes.size(0);
+  const int64_t crop_height = grads.size(1), crop_width = grads.size(2);
+  const int64_t height = image.size(1), width = image.size(2), depth = image.size(3);
+  const T* g = grads.const_data_ptr<T>();
+  const scalar_t* img = image.const_data_ptr<scalar_t>();
+  const T* box = boxes.const_data_ptr<T>();
+  T* out = output.mutable_data_ptr<T>();
+  const T ratio_y = grad_boxes_ratio<T>(height, crop_height);
+  const T ratio_x = grad_boxes_ratio<T>(width, crop_width);
+
+  at::parallel_for(0, num_boxes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const T y1 = box[b * 4 + 0], x1 = box[b * 4 + 1];
+      const T y2 = box[b * 4 + 2], x2 = box[b * 4 + 3];
+      const scalar_t* src = img + box_index[b] * is.b;
+      const T* gb = g + b * gs.b;
+      auto px = [&](int64_t yy, int64_t xx, int64_t d) {
+        return static_cast<T>(src[yy * is.h + xx * is.w + d * is.d]);
+      };
+      const T step_y = grad_boxes_step(y1, y2, ratio_y, crop_height);
+      const T step_x = grad_boxes_step(x1, x2, ratio_x, crop_width);
+      T dy1 = 0, dx1 = 0, dy2 = 0, dx2 = 0;
+      for (int64_t y = 0; y < crop_height; ++y) {
+        const T in_y = sample_coord(y1, y2, step_y, y, height, crop_height);
+        if (!in_range(in_y, height)) {
+          continue;
+        }
+        const Lerp<T> ly = lerp(in_y);
+        for (int64_t x = 0; x < crop_width; ++x) {
+          const T in_x = sample_coord(x1, x2, step_x, x, width, crop_width);
+          if (!in_range(in_x, width)) {
+            continue;
+          }
+          const Lerp<T> lx = lerp(in_x);
+          for (int64_t d = 0; d < depth; ++d) {
+            const T tl = px(ly.lo, lx.lo, d), tr = px(ly.lo, lx.hi, d);
+            const T bl = px(ly.hi, lx.lo, d), br = px(ly.hi, lx.hi, d);
+            const T top_grad = gb[y * gs.h + x * gs.w + d * gs.d];
+            const T gy = bilinear_dy(tl, tr, bl, br, lx.frac) * top_grad;
+            const T gx = bilinear_dx(tl, tr, bl, br, ly.frac) * top_grad;
+            dy1 = add_box_grad(dy1, gy, y, ratio_y, height, crop_height, true);
+            dy2 = add_box_grad(dy2, gy, y, ratio_y, height, crop_height, false);
+            dx1 = add_box_grad(dx1, gx, x, ratio_x, width, crop_width, true);
+            dx2 = add_box_grad(dx2, gx, x, ratio_x, width, crop_width, false);
+          }
+        }
+      }
+      out[b * 4 + 0] = dy1;
+      out[b * 4 + 1] = dx1;
+      out[b * 4 + 2] = dy2;
+      out[b * 4 + 3] = dx2;
+    }
+  });
+}
+
+at::Tensor crop_and_resize_grad_boxes_cpu(
+    const at::Tensor& grads,
+    const at::Tensor& image,
+    const at::Tensor& boxes,
+    const at::Tensor& box_index,
+    c10::string_view method_name,
+    c10::string_view data_format) {
+  constexpr const char* op = "crop_and_resize_grad_boxes";
+  const Method method = detail::parse_method(std::string(method_name), op);
+  const bool nchw = detail::parse_nchw(std::string(data_format), op);
+  detail::check_image(image, nchw, op);
+  detail::check_boxes(boxes, box_index, image, "image", op);
+  const at::Tensor img = detail::as_nhwc(image, nchw);
+  detail::check_grads(grads, boxes, img.size(3), nchw, op);
+  TORCH_CHECK(
+      grads.device() == image.device(), op, ": grads and image must be on the same device");
+  TORCH_CHECK(image.is_cpu(), op, ": image must be a CPU tensor");
+  const std::vector<int64_t> index = checked_box_index(box_index, img.size(0), op);
+
+  const bool use_double =
+      grads.scalar_type() == at::kDouble || image.scalar_type() == at::kDouble;
+  const at::ScalarType out_type = use_double ? at::kDouble : at::kFloat;
+  at::Tensor output = at::zeros({boxes.size(0), 4}, grads.options().dtype(out_type));
+  // bilinear_v2 truncates the box to whole pixels: a piecewise-constant map
+  // whose gradient is zero (Part A8).
+  if (output.numel() == 0 || grads.numel() == 0 || method == Method::kBilinearV2) {
+    return output;
+  }
+  const at::Tensor g = detail::as_nhwc(grads.to(out_type), nchw);
+  const Strides gs{g.stride(0), g.stride(1), g.stride(2), g.stride(3)};
+  const Strides is{img.stride(0), img.stride(1), img.stride(2), img.stride(3)};
+  AT_DISPATCH_V2(
+      image.scalar_type(), "crop_and_resize_grad_boxes_cpu", AT_WRAP([&] {
+        if (use_double) {
+          grad_boxes_impl<scalar_t, double>(g, gs, img, is, boxes_as<double>(boxes), index, output);
+        } else {
+          grad_boxes_impl<scalar_t, float>(g, gs, img, is, boxes_as<float>(boxes), index, output);
+        }
+      }),
+      AT_EXPAND(AT_ALL_TYPES), at::kHalf, at::kBFloat16);
+  return output;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(roi_ext, CPU, m) {
+  m.impl("crop_and_resize", &crop_and_resize_cpu);
+  m.impl("crop_and_resize_grad_image", &crop_and_resize_grad_image_cpu);
+  m.impl("crop_and_resize_grad_boxes", &crop_and_resize_grad_boxes_cpu);
+}
+
+}  // namespace roi_ext
