@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "crop_and_resize_math.h"
@@ -178,6 +179,25 @@ inline void check_grads(
       v.size(3),
       " does not match the image depth ",
       depth);
+}
+
+// The error for box_index[i] outside [0, batch_size); CPU and CUDA raise the same.
+[[noreturn]] inline void throw_bad_box_index(
+    const char* op,
+    int64_t i,
+    int64_t value,
+    int64_t batch_size) {
+  TORCH_CHECK_INDEX(
+      false,
+      op,
+      ": box_index[",
+      i,
+      "] = ",
+      value,
+      " is outside [0, ",
+      batch_size,
+      ") (batch size of the image)");
+  abort();  // unreachable
 }
 
 }  // namespace detail

@@ -18,6 +18,12 @@ namespace crop_and_resize_math {
 
 enum class Method : int { kBilinear = 0, kNearest = 1, kBilinearV2 = 2 };
 
+// Element strides of a [B, H, W, D] view of an image, crop or gradient (an NCHW
+// tensor is read through the strides of its permutation, without a copy).
+struct Strides4 {
+  int64_t b, h, w, d;
+};
+
 // ---------------------------------------------------------------------------
 // Sampling coordinates (SPEC Part B §1.3)
 // ---------------------------------------------------------------------------
@@ -157,6 +163,64 @@ C10_HOST_DEVICE inline T add_box_grad(
   return static_cast<T>(
       static_cast<double>(acc) +
       ((static_cast<double>(g) * 0.5) * static_cast<double>(size - 1)));
+}
+
+// TensorFlow's CropAndResizeGradBoxes for one box (SPEC §3): `image` points at
+// the box's image, `grads` at its crop gradient; writes [dy1, dx1, dy2, dx2].
+// Sums over the valid samples in (y, x, d) order, TensorFlow's order.
+template <typename scalar_t, typename T>
+C10_HOST_DEVICE inline void box_gradient(
+    const scalar_t* image,
+    Strides4 is,
+    int64_t height,
+    int64_t width,
+    int64_t depth,
+    const T* grads,
+    Strides4 gs,
+    int64_t crop_height,
+    int64_t crop_width,
+    const T* box,
+    T* out) {
+  const T y1 = box[0], x1 = box[1], y2 = box[2], x2 = box[3];
+  const T ratio_y = grad_boxes_ratio<T>(height, crop_height);
+  const T ratio_x = grad_boxes_ratio<T>(width, crop_width);
+  const T step_y = grad_boxes_step(y1, y2, ratio_y, crop_height);
+  const T step_x = grad_boxes_step(x1, x2, ratio_x, crop_width);
+  T dy1 = 0, dx1 = 0, dy2 = 0, dx2 = 0;
+  for (int64_t y = 0; y < crop_height; ++y) {
+    const T in_y = sample_coord(y1, y2, step_y, y, height, crop_height);
+    if (!in_range(in_y, height)) {
+      continue;
+    }
+    const Lerp<T> ly = lerp(in_y);
+    for (int64_t x = 0; x < crop_width; ++x) {
+      const T in_x = sample_coord(x1, x2, step_x, x, width, crop_width);
+      if (!in_range(in_x, width)) {
+        continue;
+      }
+      const Lerp<T> lx = lerp(in_x);
+      const scalar_t* top = image + ly.lo * is.h;
+      const scalar_t* bottom = image + ly.hi * is.h;
+      const T* g = grads + y * gs.h + x * gs.w;
+      for (int64_t d = 0; d < depth; ++d) {
+        const T tl = static_cast<T>(top[lx.lo * is.w + d * is.d]);
+        const T tr = static_cast<T>(top[lx.hi * is.w + d * is.d]);
+        const T bl = static_cast<T>(bottom[lx.lo * is.w + d * is.d]);
+        const T br = static_cast<T>(bottom[lx.hi * is.w + d * is.d]);
+        const T top_grad = g[d * gs.d];
+        const T gy = bilinear_dy(tl, tr, bl, br, lx.frac) * top_grad;
+        const T gx = bilinear_dx(tl, tr, bl, br, ly.frac) * top_grad;
+        dy1 = add_box_grad(dy1, gy, y, ratio_y, height, crop_height, true);
+        dy2 = add_box_grad(dy2, gy, y, ratio_y, height, crop_height, false);
+        dx1 = add_box_grad(dx1, gx, x, ratio_x, width, crop_width, true);
+        dx2 = add_box_grad(dx2, gx, x, ratio_x, width, crop_width, false);
+      }
+    }
+  }
+  out[0] = dy1;
+  out[1] = dx1;
+  out[2] = dy2;
+  out[3] = dx2;
 }
 
 // ---------------------------------------------------------------------------

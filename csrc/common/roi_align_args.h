@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 namespace roi_ext {
 namespace detail {
@@ -151,6 +152,26 @@ inline void check_roi_align_backward_args(
       pooled_width,
       "], got ",
       grad.sizes());
+}
+
+// The error for a roi whose batch index (row k, column 0) is outside
+// [0, batch_size) or not finite (Part A12); CPU and CUDA raise the same.
+[[noreturn]] inline void throw_bad_batch_index(
+    const char* op,
+    int64_t k,
+    double value,
+    int64_t batch_size) {
+  TORCH_CHECK_INDEX(
+      false,
+      op,
+      ": rois[",
+      k,
+      ", 0] (batch index) is ",
+      value,
+      ", outside [0, ",
+      batch_size,
+      ")");
+  abort();  // unreachable
 }
 
 }  // namespace detail

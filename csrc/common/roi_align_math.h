@@ -126,10 +126,50 @@ struct BilinearTaps {
   BilinearWeights<T> w;
 };
 
-// Bilinear sample rule (Part B §4.1). Returns false when the sample lies
-// outside [-1, H] x [-1, W] or is NaN: it then contributes nothing (but is still
-// counted in the divisor). Written as !(in range) so NaN never reaches the
-// integer conversions below.
+// The two pixel indices a sample touches along one axis, and its fraction.
+template <typename T>
+struct AxisTaps {
+  int64_t low;
+  int64_t high;
+  T frac;
+};
+
+// Bilinear sample rule along one axis (Part B §4.1). Returns false when v lies
+// outside [-1, size] or is NaN: the sample then contributes nothing (but is
+// still counted in the divisor). Written as !(in range) so NaN never reaches the
+// integer conversion below.
+template <typename T>
+C10_HOST_DEVICE inline bool axis_taps(T v, int64_t size, AxisTaps<T>& a) {
+  if (!(v >= T(-1) && v <= static_cast<T>(size))) {
+    return false;
+  }
+  if (v <= T(0)) {
+    v = T(0);
+  }
+  a.low = static_cast<int64_t>(v);
+  if (a.low >= size - 1) {
+    a.low = a.high = size - 1;
+    v = static_cast<T>(a.low);
+  } else {
+    a.high = a.low + 1;
+  }
+  a.frac = v - static_cast<T>(a.low);
+  return true;
+}
+
+// torchvision writes `1. - ly` (a double subtraction rounded to T). For T =
+// float the result is the same as the float subtraction: ly is exact and either
+// 1 - ly is representable, or ly < 2^-30 and both round to 1.
+template <typename T>
+C10_HOST_DEVICE inline BilinearWeights<T> bilinear_weights(
+    const AxisTaps<T>& ay,
+    const AxisTaps<T>& ax) {
+  const T hy = T(1) - ay.frac;
+  const T hx = T(1) - ax.frac;
+  return BilinearWeights<T>{hy * hx, hy * ax.frac, ay.frac * hx, ay.frac * ax.frac};
+}
+
+// Both axes at once: valid iff the sample lies in [-1, H] x [-1, W].
 template <typename T>
 C10_HOST_DEVICE inline bool bilinear_taps(
     T y,
@@ -137,41 +177,15 @@ C10_HOST_DEVICE inline bool bilinear_taps(
     int64_t height,
     int64_t width,
     BilinearTaps<T>& taps) {
-  if (!(y >= T(-1) && y <= static_cast<T>(height) && x >= T(-1) &&
-        x <= static_cast<T>(width))) {
+  AxisTaps<T> ay, ax;
+  if (!axis_taps(y, height, ay) || !axis_taps(x, width, ax)) {
     return false;
   }
-  if (y <= T(0)) {
-    y = T(0);
-  }
-  if (x <= T(0)) {
-    x = T(0);
-  }
-  taps.y_low = static_cast<int64_t>(y);
-  taps.x_low = static_cast<int64_t>(x);
-  if (taps.y_low >= height - 1) {
-    taps.y_low = taps.y_high = height - 1;
-    y = static_cast<T>(taps.y_low);
-  } else {
-    taps.y_high = taps.y_low + 1;
-  }
-  if (taps.x_low >= width - 1) {
-    taps.x_low = taps.x_high = width - 1;
-    x = static_cast<T>(taps.x_low);
-  } else {
-    taps.x_high = taps.x_low + 1;
-  }
-  const T ly = y - static_cast<T>(taps.y_low);
-  const T lx = x - static_cast<T>(taps.x_low);
-  // torchvision writes `1. - ly` (a double subtraction rounded to T). For T =
-  // float the result is the same as the float subtraction: ly is exact and
-  // either 1 - ly is representable, or ly < 2^-30 and both round to 1.
-  const T hy = T(1) - ly;
-  const T hx = T(1) - lx;
-  taps.w.w1 = hy * hx;
-  taps.w.w2 = hy * lx;
-  taps.w.w3 = ly * hx;
-  taps.w.w4 = ly * lx;
+  taps.y_low = ay.low;
+  taps.y_high = ay.high;
+  taps.x_low = ax.low;
+  taps.x_high = ax.high;
+  taps.w = bilinear_weights(ay, ax);
   return true;
 }
 

@@ -32,10 +32,7 @@ namespace {
 
 using namespace crop_and_resize_math;
 
-// Element strides of a [B, H, W, D] view.
-struct Strides {
-  int64_t b, h, w, d;
-};
+using Strides = Strides4;
 
 Strides nhwc_strides(const at::Tensor& t, bool nchw) {
   const at::Tensor v = detail::as_nhwc(t, nchw);
@@ -51,16 +48,9 @@ std::vector<int64_t> checked_box_index(
   const int64_t* p = idx.const_data_ptr<int64_t>();
   std::vector<int64_t> out(p, p + idx.numel());
   for (size_t i = 0; i < out.size(); ++i) {
-    TORCH_CHECK_INDEX(
-        out[i] >= 0 && out[i] < batch_size,
-        op,
-        ": box_index[",
-        i,
-        "] = ",
-        out[i],
-        " is outside [0, ",
-        batch_size,
-        ") (batch size of the image)");
+    if (out[i] < 0 || out[i] >= batch_size) {
+      detail::throw_bad_box_index(op, static_cast<int64_t>(i), out[i], batch_size);
+    }
   }
   return out;
 }
@@ -419,50 +409,11 @@ void grad_boxes_impl(
   const scalar_t* img = image.const_data_ptr<scalar_t>();
   const T* box = boxes.const_data_ptr<T>();
   T* out = output.mutable_data_ptr<T>();
-  const T ratio_y = grad_boxes_ratio<T>(height, crop_height);
-  const T ratio_x = grad_boxes_ratio<T>(width, crop_width);
-
   at::parallel_for(0, num_boxes, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      const T y1 = box[b * 4 + 0], x1 = box[b * 4 + 1];
-      const T y2 = box[b * 4 + 2], x2 = box[b * 4 + 3];
-      const scalar_t* src = img + box_index[b] * is.b;
-      const T* gb = g + b * gs.b;
-      auto px = [&](int64_t yy, int64_t xx, int64_t d) {
-        return static_cast<T>(src[yy * is.h + xx * is.w + d * is.d]);
-      };
-      const T step_y = grad_boxes_step(y1, y2, ratio_y, crop_height);
-      const T step_x = grad_boxes_step(x1, x2, ratio_x, crop_width);
-      T dy1 = 0, dx1 = 0, dy2 = 0, dx2 = 0;
-      for (int64_t y = 0; y < crop_height; ++y) {
-        const T in_y = sample_coord(y1, y2, step_y, y, height, crop_height);
-        if (!in_range(in_y, height)) {
-          continue;
-        }
-        const Lerp<T> ly = lerp(in_y);
-        for (int64_t x = 0; x < crop_width; ++x) {
-          const T in_x = sample_coord(x1, x2, step_x, x, width, crop_width);
-          if (!in_range(in_x, width)) {
-            continue;
-          }
-          const Lerp<T> lx = lerp(in_x);
-          for (int64_t d = 0; d < depth; ++d) {
-            const T tl = px(ly.lo, lx.lo, d), tr = px(ly.lo, lx.hi, d);
-            const T bl = px(ly.hi, lx.lo, d), br = px(ly.hi, lx.hi, d);
-            const T top_grad = gb[y * gs.h + x * gs.w + d * gs.d];
-            const T gy = bilinear_dy(tl, tr, bl, br, lx.frac) * top_grad;
-            const T gx = bilinear_dx(tl, tr, bl, br, ly.frac) * top_grad;
-            dy1 = add_box_grad(dy1, gy, y, ratio_y, height, crop_height, true);
-            dy2 = add_box_grad(dy2, gy, y, ratio_y, height, crop_height, false);
-            dx1 = add_box_grad(dx1, gx, x, ratio_x, width, crop_width, true);
-            dx2 = add_box_grad(dx2, gx, x, ratio_x, width, crop_width, false);
-          }
-        }
-      }
-      out[b * 4 + 0] = dy1;
-      out[b * 4 + 1] = dx1;
-      out[b * 4 + 2] = dy2;
-      out[b * 4 + 3] = dx2;
+      box_gradient<scalar_t, T>(
+          img + box_index[b] * is.b, is, height, width, depth, g + b * gs.b, gs,
+          crop_height, crop_width, box + b * 4, out + b * 4);
     }
   });
 }

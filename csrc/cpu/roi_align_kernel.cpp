@@ -122,16 +122,9 @@ template <typename T>
 void check_batch_indices(const T* rois, int64_t num_rois, int64_t batch_size, const char* op) {
   for (int64_t k = 0; k < num_rois; ++k) {
     const T b = rois[k * 5];
-    TORCH_CHECK_INDEX(
-        valid_batch_index(b, batch_size),
-        op,
-        ": rois[",
-        k,
-        ", 0] (batch index) is ",
-        static_cast<double>(b),
-        ", outside [0, ",
-        batch_size,
-        ")");
+    if (!valid_batch_index(b, batch_size)) {
+      detail::throw_bad_batch_index(op, k, static_cast<double>(b), batch_size);
+    }
   }
 }
 
