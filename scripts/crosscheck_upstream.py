@@ -453,6 +453,14 @@ def run_roi_ext(op, c, rows, i, up):
             out = out.permute(0, 2, 3, 1)
         ref = upstream()
         check(row, out.contiguous().numpy(), ref, f"{c['method']} {fmt}")
+        if tname == "float16":
+            # SPEC A3: half output = float32 accumulation rounded once
+            o32 = roi_ext.crop_and_resize_grad_image(g, T(c["boxes"]), T(c["box_ind"]), size, str(c["method"]),
+                                                     torch.float32, data_format=fmt)
+            if fmt == "NCHW":
+                o32 = o32.permute(0, 2, 3, 1)
+            check("  roi_ext f16 == f16(roi_ext f32)", out.contiguous().numpy(), o32.half().contiguous().numpy(),
+                  f"{c['method']} {fmt} rounding")
         if tname == "float32":
             # extra: roi_ext autograd of its own forward == TF GradImage
             b, h, w, d = (int(v) for v in c["image_size"])
@@ -532,7 +540,7 @@ ROW_ORDER = [
     "TF CropAndResize   img=uint8", "TF CropAndResize   img=int32", "TF CropAndResize   img=float16",
     "TF CropAndResize   img=float32", "TF CropAndResize   img=float64",
     "TF GradImage       T=float32", "  roi_ext autograd d(image) vs TF GradImage f32", "TF GradImage       T=float64",
-    "TF GradImage       T=float16",
+    "TF GradImage       T=float16", "  roi_ext f16 == f16(roi_ext f32)",
     "TF GradBoxes       img=float32", "TF GradBoxes       img=uint8", "  roi_ext autograd d(boxes) vs TF GradBoxes",
     "MS CropAndResize   bilinear_v2", "MS ROIAlign fwd    mode=0", "MS ROIAlign fwd    mode=1", "MS ROIAlign grad   mode=1",
     "torchvision roi_align fwd float32", "torchvision roi_align bwd float32",
@@ -609,11 +617,16 @@ def main(argv=None):
                            for name in ROW_ORDER)
 
         def compare_op(op, up_all):
+            index = {}
+            if up_all is not None:
+                for key in up_all.files:
+                    o, j, name = key.split("__", 2)
+                    if o == op:
+                        index.setdefault(int(j), {})[name] = key
             for i, c in enumerate(cases[op]):
                 up = {}
                 if up_all is not None:
-                    pre = f"{op}__{i}__"
-                    up = {k[len(pre):]: up_all[k] for k in up_all.files if k.startswith(pre)}
+                    up = {name: up_all[key] for name, key in index.get(i, {}).items()}
                     if "err" in up:
                         up["err"] = str(up["err"])
                 try:
@@ -622,7 +635,9 @@ def main(argv=None):
                     rows[row_for_error(op, c)].error(f"case {i}: {type(e).__name__}: {str(e)[:300]}")
 
         if "tv_ra" in ops:
+            t0 = time.time()
             compare_op("tv_ra", None)
+            notes.append(f"torchvision + roi_ext (tv_ra): {time.time() - t0:.1f}s")
         failed_upstream = []
         for which, (proc, dst, mine) in procs.items():
             so, se = proc.communicate()
@@ -632,8 +647,10 @@ def main(argv=None):
                 continue
             notes.append(so.strip())
             up_all = np.load(dst)
+            t0 = time.time()
             for op in mine:
                 compare_op(op, up_all)
+            notes.append(f"roi_ext side ({which} ops): {time.time() - t0:.1f}s")
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)

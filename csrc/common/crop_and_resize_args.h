@@ -65,6 +65,18 @@ inline at::Tensor as_nhwc(const at::Tensor& t, bool nchw) {
   return nchw ? t.permute({0, 2, 3, 1}) : t;
 }
 
+// Element strides of the [B, H, W, D] view of t.
+inline crop_and_resize_math::Strides4 nhwc_strides(const at::Tensor& t, bool nchw) {
+  const at::Tensor v = as_nhwc(t, nchw);
+  return crop_and_resize_math::Strides4{v.stride(0), v.stride(1), v.stride(2), v.stride(3)};
+}
+
+// Boxes in the compute type T, contiguous [N, 4].
+template <typename T>
+at::Tensor boxes_as(const at::Tensor& boxes) {
+  return boxes.to(c10::CppTypeToScalarType<T>::value).contiguous().reshape({-1, 4});
+}
+
 inline void check_image(const at::Tensor& image, bool nchw, const char* op) {
   TORCH_CHECK_VALUE(
       image.dim() == 4,

@@ -26,18 +26,18 @@
 
 #include "../common/crop_and_resize_args.h"
 #include "../common/crop_and_resize_math.h"
+#include "cpu_utils.h"
 
 namespace roi_ext {
 namespace {
 
 using namespace crop_and_resize_math;
+using cpu::channel_block;
+using cpu::grain_for;
 
 using Strides = Strides4;
-
-Strides nhwc_strides(const at::Tensor& t, bool nchw) {
-  const at::Tensor v = detail::as_nhwc(t, nchw);
-  return Strides{v.stride(0), v.stride(1), v.stride(2), v.stride(3)};
-}
+using detail::boxes_as;
+using detail::nhwc_strides;
 
 // Reads box_index as int64 and checks every value lies in [0, batch_size).
 std::vector<int64_t> checked_box_index(
@@ -53,12 +53,6 @@ std::vector<int64_t> checked_box_index(
     }
   }
   return out;
-}
-
-// Boxes in the compute type, contiguous [N, 4].
-template <typename T>
-at::Tensor boxes_as(const at::Tensor& boxes) {
-  return boxes.to(c10::CppTypeToScalarType<T>::value).contiguous().reshape({-1, 4});
 }
 
 // Boxes of each image in ascending order (a stable counting sort): the tasks
@@ -81,14 +75,6 @@ struct BoxesByImage {
   }
 };
 
-// Depth per task: whole depth when there are many images, blocks when few.
-int64_t depth_block(int64_t depth, int64_t images) {
-  const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
-  int64_t blocks = images >= want ? 1 : (want + images - 1) / std::max<int64_t>(images, 1);
-  blocks = std::max<int64_t>(1, std::min(blocks, depth));
-  return std::max<int64_t>(1, (depth + blocks - 1) / blocks);
-}
-
 // ---------------------------------------------------------------------------
 // forward
 // ---------------------------------------------------------------------------
@@ -109,7 +95,7 @@ void forward_impl(
   const scalar_t* img = image.const_data_ptr<scalar_t>();
   const T* box = boxes.const_data_ptr<T>();
   T* out = output.mutable_data_ptr<T>();
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, crop_width * depth));
+  const int64_t grain = grain_for(4 * crop_width * depth);
 
   at::parallel_for(0, num_boxes * crop_height, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -215,7 +201,7 @@ at::Tensor crop_and_resize_cpu(
   if (output.numel() == 0) {
     return output;
   }
-  const Strides is{img.stride(0), img.stride(1), img.stride(2), img.stride(3)};
+  const Strides is = nhwc_strides(image, nchw);
   const Strides os = nhwc_strides(output, nchw);
   AT_DISPATCH_V2(
       image.scalar_type(), "crop_and_resize_cpu", AT_WRAP([&] {
@@ -257,10 +243,12 @@ void grad_image_impl(
   const T* box = boxes.const_data_ptr<T>();
   acc_t* out = grad_image.mutable_data_ptr<acc_t>();
   const BoxesByImage by_image(box_index, batch);
-  const int64_t dblock = depth_block(depth, batch);
+  const int64_t dblock = channel_block(depth, batch);
   const int64_t blocks = (depth + dblock - 1) / dblock;
+  const int64_t boxes_per_image = (grads.size(0) + batch - 1) / std::max<int64_t>(batch, 1);
+  const int64_t grain = grain_for(4 * boxes_per_image * crop_height * crop_width * dblock);
 
-  at::parallel_for(0, batch * blocks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, batch * blocks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bi = task / blocks;
       const int64_t d0 = (task % blocks) * dblock;
@@ -409,7 +397,8 @@ void grad_boxes_impl(
   const scalar_t* img = image.const_data_ptr<scalar_t>();
   const T* box = boxes.const_data_ptr<T>();
   T* out = output.mutable_data_ptr<T>();
-  at::parallel_for(0, num_boxes, 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = grain_for(8 * crop_height * crop_width * depth);
+  at::parallel_for(0, num_boxes, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       box_gradient<scalar_t, T>(
           img + box_index[b] * is.b, is, height, width, depth, g + b * gs.b, gs,

@@ -23,11 +23,14 @@
 
 #include "../common/roi_align_args.h"
 #include "../common/roi_align_math.h"
+#include "cpu_utils.h"
 
 namespace roi_ext {
 namespace {
 
 using namespace roi_align_math;
+using cpu::channel_block;
+using cpu::grain_for;
 
 // One roi holds at most this many samples in total (pooled_h * pooled_w *
 // grid_h * grid_w); beyond it the call is refused rather than allocating
@@ -107,16 +110,6 @@ struct RoiSamples {
   }
 };
 
-// Channels per task: whole channel ranges when there are many outer items
-// (rois or images), smaller blocks when there are few, so every thread has work.
-// Results never depend on this split.
-int64_t channel_block(int64_t channels, int64_t outer) {
-  const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
-  int64_t blocks = outer >= want ? 1 : (want + outer - 1) / std::max<int64_t>(outer, 1);
-  blocks = std::max<int64_t>(1, std::min(blocks, channels));
-  return std::max<int64_t>(1, (channels + blocks - 1) / blocks);
-}
-
 // Validates every batch index (Part A12) before any memory is touched.
 template <typename T>
 void check_batch_indices(const T* rois, int64_t num_rois, int64_t batch_size, const char* op) {
@@ -154,7 +147,9 @@ void roi_align_forward_impl(
   const int64_t cblock = channel_block(channels, num_rois);
   const int64_t blocks = (channels + cblock - 1) / cblock;
 
-  at::parallel_for(0, num_rois * blocks, 1, [&](int64_t begin, int64_t end) {
+  // About four samples of four taps per bin and channel.
+  const int64_t grain = grain_for(16 * bins * cblock);
+  at::parallel_for(0, num_rois * blocks, grain, [&](int64_t begin, int64_t end) {
     RoiSamples<acc_t> s;
     std::vector<acc_t> acc(channels_last ? cblock : 0);
     int64_t cached = -1;
@@ -310,7 +305,9 @@ void roi_align_backward_impl(
 
   const int64_t cblock = channel_block(channels, batch_size);
   const int64_t blocks = (channels + cblock - 1) / cblock;
-  at::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t rois_per_image = (num_rois + batch_size - 1) / std::max<int64_t>(batch_size, 1);
+  const int64_t grain = grain_for(16 * rois_per_image * pooled_height * pooled_width * cblock);
+  at::parallel_for(0, batch_size * blocks, grain, [&](int64_t begin, int64_t end) {
     RoiSamples<acc_t> s;
     std::vector<acc_t> scaled(channels_last ? cblock : 0);
     for (int64_t task = begin; task < end; ++task) {

@@ -1,0 +1,32 @@
+// Work splitting shared by the CPU kernels. Splitting never changes results:
+// each output element is computed by one task in a fixed order.
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace roi_ext {
+namespace cpu {
+
+// Inner-loop iterations below which a parallel region costs more than it saves.
+constexpr int64_t kMinWorkPerChunk = 32768;
+
+// at::parallel_for grain for tasks of about `work` inner iterations each: small
+// problems run inline on the calling thread, large ones on every thread.
+inline int64_t grain_for(int64_t work) {
+  return std::max<int64_t>(1, kMinWorkPerChunk / std::max<int64_t>(1, work));
+}
+
+// Size of the channel (depth) blocks a task handles: the whole range when there
+// are many outer items (rois, images) for the threads, smaller blocks when few.
+inline int64_t channel_block(int64_t channels, int64_t outer) {
+  const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+  int64_t blocks = outer >= want ? 1 : (want + outer - 1) / std::max<int64_t>(outer, 1);
+  blocks = std::max<int64_t>(1, std::min(blocks, channels));
+  return std::max<int64_t>(1, (channels + blocks - 1) / blocks);
+}
+
+}  // namespace cpu
+}  // namespace roi_ext

@@ -1,0 +1,357 @@
+// CUDA kernels of roi_ext::roi_align and roi_ext::_roi_align_backward: thin
+// grid-stride loops around csrc/common/roi_align_math.h, so CUDA computes what
+// the CPU computes (built with --fmad=false: float32 results equal the CPU's).
+//
+// Thread order: one thread per output element; for channels_last tensors the
+// channel is the fastest index, so a warp reads 32 consecutive channels of one
+// pixel (coalesced).
+//
+// Backward: by default one thread per output-gradient element scatters with
+// atomicAdd (float32 accumulation for 16-bit types, then one rounding). With
+// torch.use_deterministic_algorithms(True), a gather kernel is used instead: one
+// thread per input-gradient element sums, in the CPU kernel's order (roi, bin,
+// sample, corner), every contribution that lands on it, so the result is
+// bitwise reproducible and equal to the CPU result.
+#include <ATen/Context.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "../common/roi_align_args.h"
+#include "../common/roi_align_math.h"
+#include "cuda_utils.cuh"
+
+namespace roi_ext {
+namespace {
+
+using namespace roi_align_math;
+
+// Element offset of pixel (y, x) of channel c of image b, and the distance
+// between horizontally adjacent pixels, for NCHW or channels_last storage.
+struct Layout {
+  int64_t channels, height, width;
+  bool channels_last;
+
+  __device__ int64_t plane(int64_t b, int64_t c) const {
+    return channels_last ? (b * height * width * channels + c)
+                         : ((b * channels + c) * height * width);
+  }
+  __device__ int64_t pixel_stride() const {
+    return channels_last ? channels : 1;
+  }
+};
+
+// (k, c, ph, pw) of output element `index` in memory order.
+__device__ inline void decompose(
+    int64_t index,
+    int64_t channels,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    bool channels_last,
+    int64_t& k,
+    int64_t& c,
+    int64_t& ph,
+    int64_t& pw) {
+  if (channels_last) {
+    c = index % channels;
+    index /= channels;
+    pw = index % pooled_width;
+    index /= pooled_width;
+    ph = index % pooled_height;
+    k = index / pooled_height;
+  } else {
+    pw = index % pooled_width;
+    index /= pooled_width;
+    ph = index % pooled_height;
+    index /= pooled_height;
+    c = index % channels;
+    k = index / channels;
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+__global__ void roi_align_forward_kernel(
+    int64_t total,
+    const scalar_t* __restrict__ input,
+    const acc_t* __restrict__ rois,
+    acc_t spatial_scale,
+    Layout in,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode,
+    scalar_t* __restrict__ output) {
+  ROI_EXT_KERNEL_LOOP(index, total) {
+    int64_t k, c, ph, pw;
+    decompose(index, in.channels, pooled_height, pooled_width, in.channels_last, k, c, ph, pw);
+    const acc_t* roi = rois + k * 5;
+    const RoiGeometry<acc_t> g = roi_geometry(
+        roi, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode);
+    const scalar_t* base = input + in.plane(static_cast<int64_t>(roi[0]), c);
+    const int64_t ps = in.pixel_stride();
+    acc_t sum = 0;
+    for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+      const acc_t y = sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h);
+      for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+        const acc_t x = sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w);
+        BilinearTaps<acc_t> t;
+        if (!bilinear_taps(y, x, in.height, in.width, t)) {
+          continue;
+        }
+        sum += interpolate<acc_t>(
+            t.w,
+            static_cast<acc_t>(base[(t.y_low * in.width + t.x_low) * ps]),
+            static_cast<acc_t>(base[(t.y_low * in.width + t.x_high) * ps]),
+            static_cast<acc_t>(base[(t.y_high * in.width + t.x_low) * ps]),
+            static_cast<acc_t>(base[(t.y_high * in.width + t.x_high) * ps]));
+      }
+    }
+    output[index] = static_cast<scalar_t>(sum / sample_count(g));
+  }
+}
+
+// Atomic scatter into grad_input (acc_t storage).
+template <typename scalar_t, typename acc_t>
+__global__ void roi_align_backward_atomic_kernel(
+    int64_t total,
+    const scalar_t* __restrict__ grad,
+    int64_t gs0,
+    int64_t gs1,
+    int64_t gs2,
+    int64_t gs3,
+    const acc_t* __restrict__ rois,
+    acc_t spatial_scale,
+    Layout out,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode,
+    acc_t* __restrict__ grad_input) {
+  ROI_EXT_KERNEL_LOOP(index, total) {
+    int64_t k, c, ph, pw;
+    decompose(index, out.channels, pooled_height, pooled_width, out.channels_last, k, c, ph, pw);
+    const acc_t* roi = rois + k * 5;
+    const RoiGeometry<acc_t> g = roi_geometry(
+        roi, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode);
+    const acc_t gval = static_cast<acc_t>(grad[k * gs0 + c * gs1 + ph * gs2 + pw * gs3]);
+    const acc_t count = sample_count(g);
+    acc_t* base = grad_input + out.plane(static_cast<int64_t>(roi[0]), c);
+    const int64_t ps = out.pixel_stride();
+    for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+      const acc_t y = sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h);
+      for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+        const acc_t x = sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w);
+        BilinearTaps<acc_t> t;
+        if (!bilinear_taps(y, x, out.height, out.width, t)) {
+          continue;
+        }
+        atomicAdd(base + (t.y_low * out.width + t.x_low) * ps, corner_grad(gval, t.w.w1, count));
+        atomicAdd(base + (t.y_low * out.width + t.x_high) * ps, corner_grad(gval, t.w.w2, count));
+        atomicAdd(base + (t.y_high * out.width + t.x_low) * ps, corner_grad(gval, t.w.w3, count));
+        atomicAdd(base + (t.y_high * out.width + t.x_high) * ps, corner_grad(gval, t.w.w4, count));
+      }
+    }
+  }
+}
+
+// Deterministic gather: one thread per grad_input element (b, c, y, x).
+template <typename scalar_t, typename acc_t>
+__global__ void roi_align_backward_gather_kernel(
+    int64_t total,
+    const scalar_t* __restrict__ grad,
+    int64_t gs0,
+    int64_t gs1,
+    int64_t gs2,
+    int64_t gs3,
+    const acc_t* __restrict__ rois,
+    int64_t num_rois,
+    acc_t spatial_scale,
+    Layout out,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode,
+    scalar_t* __restrict__ grad_input) {
+  ROI_EXT_KERNEL_LOOP(index, total) {
+    int64_t b, c, y, x;
+    // grad_input is [B, C, H, W] in NCHW or channels_last order.
+    decompose(index, out.channels, out.height, out.width, out.channels_last, b, c, y, x);
+    const acc_t yf = static_cast<acc_t>(y), xf = static_cast<acc_t>(x);
+    acc_t sum = 0;
+    for (int64_t k = 0; k < num_rois; ++k) {
+      const acc_t* roi = rois + k * 5;
+      if (static_cast<int64_t>(roi[0]) != b) {
+        continue;
+      }
+      const RoiGeometry<acc_t> g = roi_geometry(
+          roi, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode);
+      // Every sample lies between start and start + pooled * bin; a pixel more
+      // than two away from that span is never one of its taps.
+      const acc_t end_h = g.start_h + static_cast<acc_t>(pooled_height) * g.bin_h;
+      const acc_t end_w = g.start_w + static_cast<acc_t>(pooled_width) * g.bin_w;
+      if (!(yf >= ::fmin(g.start_h, end_h) - acc_t(2) && yf <= ::fmax(g.start_h, end_h) + acc_t(2) &&
+            xf >= ::fmin(g.start_w, end_w) - acc_t(2) && xf <= ::fmax(g.start_w, end_w) + acc_t(2))) {
+        continue;
+      }
+      const acc_t count = sample_count(g);
+      for (int64_t ph = 0; ph < pooled_height; ++ph) {
+        for (int64_t pw = 0; pw < pooled_width; ++pw) {
+          const acc_t gval = static_cast<acc_t>(grad[k * gs0 + c * gs1 + ph * gs2 + pw * gs3]);
+          for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+            AxisTaps<acc_t> ay;
+            if (!axis_taps(sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h), out.height, ay) ||
+                (ay.low != y && ay.high != y)) {
+              continue;
+            }
+            for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+              AxisTaps<acc_t> ax;
+              if (!axis_taps(sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w), out.width, ax) ||
+                  (ax.low != x && ax.high != x)) {
+                continue;
+              }
+              const BilinearWeights<acc_t> w = bilinear_weights(ay, ax);
+              if (ay.low == y && ax.low == x) sum += corner_grad(gval, w.w1, count);
+              if (ay.low == y && ax.high == x) sum += corner_grad(gval, w.w2, count);
+              if (ay.high == y && ax.low == x) sum += corner_grad(gval, w.w3, count);
+              if (ay.high == y && ax.high == x) sum += corner_grad(gval, w.w4, count);
+            }
+          }
+        }
+      }
+    }
+    grad_input[index] = static_cast<scalar_t>(sum);
+  }
+}
+
+// Part A12 on the GPU: one reduction, one host check; the message names the roi.
+void check_batch_indices_cuda(const at::Tensor& rois, int64_t batch_size, const char* op) {
+  const at::Tensor b = rois.select(1, 0);
+  const int64_t k = cuda::first_false(b.ge(0).logical_and(b.lt(static_cast<double>(batch_size))));
+  if (k >= 0) {
+    detail::throw_bad_batch_index(op, k, b[k].item<double>(), batch_size);
+  }
+}
+
+at::Tensor roi_align_forward_cuda(
+    const at::Tensor& input,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode) {
+  detail::check_roi_align_forward_args(
+      input, rois, spatial_scale, pooled_height, pooled_width, roi_end_mode);
+  TORCH_CHECK(input.is_cuda(), "roi_align: input must be a CUDA tensor");
+  c10::cuda::CUDAGuard guard(input.device());
+
+  const at::MemoryFormat fmt = detail::roi_align_memory_format(input);
+  const at::ScalarType acc_type = at::toOpMathType(input.scalar_type());
+  const at::Tensor rois_ = rois.to(acc_type).contiguous();
+  if (rois_.size(0) > 0) {
+    check_batch_indices_cuda(rois_, input.size(0), "roi_align");
+  }
+  const int64_t num_rois = rois.size(0), channels = input.size(1);
+  const int64_t height = input.size(2), width = input.size(3);
+  at::Tensor output = at::empty(
+      {num_rois, channels, pooled_height, pooled_width}, input.options().memory_format(fmt));
+  if (height == 0 || width == 0) {
+    return output.zero_();
+  }
+  if (output.numel() == 0) {
+    return output;
+  }
+  const at::Tensor input_ = input.contiguous(fmt);
+  const Layout layout{channels, height, width, fmt == at::MemoryFormat::ChannelsLast};
+  const int64_t total = output.numel();
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cuda", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        roi_align_forward_kernel<scalar_t, acc_t>
+            <<<cuda::blocks_for(total), cuda::kThreads, 0, stream>>>(
+                total, input_.const_data_ptr<scalar_t>(), rois_.const_data_ptr<acc_t>(),
+                static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
+                sampling_ratio, aligned, roi_end_mode, output.mutable_data_ptr<scalar_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+  return output;
+}
+
+at::Tensor roi_align_backward_cuda(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t batch_size,
+    int64_t channels,
+    int64_t height,
+    int64_t width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode) {
+  detail::check_roi_align_backward_args(
+      grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height,
+      width, roi_end_mode);
+  TORCH_CHECK(grad.is_cuda(), "_roi_align_backward: grad must be a CUDA tensor");
+  c10::cuda::CUDAGuard guard(grad.device());
+
+  const at::MemoryFormat fmt = detail::roi_align_memory_format(grad);
+  const at::ScalarType acc_type = at::toOpMathType(grad.scalar_type());
+  const at::Tensor rois_ = rois.to(acc_type).contiguous();
+  if (rois_.size(0) > 0) {
+    check_batch_indices_cuda(rois_, batch_size, "_roi_align_backward");
+  }
+  const Layout layout{channels, height, width, fmt == at::MemoryFormat::ChannelsLast};
+  const bool deterministic = at::globalContext().deterministicAlgorithms();
+  auto options = grad.options().memory_format(fmt);
+  if (grad.numel() == 0 || batch_size * channels * height * width == 0) {
+    return at::empty({batch_size, channels, height, width}, options).zero_();
+  }
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  at::Tensor grad_input;
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cuda", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        if (deterministic) {
+          grad_input = at::empty({batch_size, channels, height, width}, options);
+          const int64_t total = grad_input.numel();
+          roi_align_backward_gather_kernel<scalar_t, acc_t>
+              <<<cuda::blocks_for(total), cuda::kThreads, 0, stream>>>(
+                  total, grad.const_data_ptr<scalar_t>(), grad.stride(0), grad.stride(1),
+                  grad.stride(2), grad.stride(3), rois_.const_data_ptr<acc_t>(), rois_.size(0),
+                  static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
+                  sampling_ratio, aligned, roi_end_mode, grad_input.mutable_data_ptr<scalar_t>());
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        } else {
+          at::Tensor acc = at::empty({batch_size, channels, height, width}, options.dtype(acc_type)).zero_();
+          const int64_t total = grad.numel();
+          roi_align_backward_atomic_kernel<scalar_t, acc_t>
+              <<<cuda::blocks_for(total), cuda::kThreads, 0, stream>>>(
+                  total, grad.const_data_ptr<scalar_t>(), grad.stride(0), grad.stride(1),
+                  grad.stride(2), grad.stride(3), rois_.const_data_ptr<acc_t>(),
+                  static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
+                  sampling_ratio, aligned, roi_end_mode, acc.mutable_data_ptr<acc_t>());
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+          grad_input = acc.to(grad.scalar_type());
+        }
+      });
+  return grad_input;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(roi_ext, CUDA, m) {
+  m.impl("roi_align", &roi_align_forward_cuda);
+  m.impl("_roi_align_backward", &roi_align_backward_cuda);
+}
+
+}  // namespace roi_ext
