@@ -97,25 +97,27 @@ C10_HOST_DEVICE inline int64_t nearest_index(T v) {
   return static_cast<int64_t>(::round(v));
 }
 
-template <typename T>
-C10_HOST_DEVICE inline T bilinear(T tl, T tr, T bl, T br, T x_frac, T y_frac) {
-  const T top = tl + ((tr - tl) * x_frac);
-  const T bottom = bl + ((br - bl) * x_frac);
+// V is T, or a vector of T (the CPU kernels' depth lanes): the same operations
+// then run lane by lane. The same holds for the functions below taking V.
+template <typename V, typename T>
+C10_HOST_DEVICE inline V bilinear(V tl, V tr, V bl, V br, T x_frac, T y_frac) {
+  const V top = tl + ((tr - tl) * x_frac);
+  const V bottom = bl + ((br - bl) * x_frac);
   return top + ((bottom - top) * y_frac);
 }
 
 // The four image-gradient shares of output gradient g (SPEC §2), in the order
 // TensorFlow adds them: top-left, top-right, bottom-left, bottom-right.
-template <typename T>
+template <typename V>
 struct Corners {
-  T tl, tr, bl, br;
+  V tl, tr, bl, br;
 };
 
-template <typename T>
-C10_HOST_DEVICE inline Corners<T> bilinear_grad(T g, T x_frac, T y_frac) {
-  const T dtop = (T(1) - y_frac) * g;
-  const T dbottom = y_frac * g;
-  return Corners<T>{
+template <typename V, typename T>
+C10_HOST_DEVICE inline Corners<V> bilinear_grad(V g, T x_frac, T y_frac) {
+  const V dtop = (T(1) - y_frac) * g;
+  const V dbottom = y_frac * g;
+  return Corners<V>{
       (T(1) - x_frac) * dtop,
       x_frac * dtop,
       (T(1) - x_frac) * dbottom,
@@ -123,13 +125,13 @@ C10_HOST_DEVICE inline Corners<T> bilinear_grad(T g, T x_frac, T y_frac) {
 }
 
 // d out / d in_y and d out / d in_x of one bilinear sample (SPEC §3).
-template <typename T>
-C10_HOST_DEVICE inline T bilinear_dy(T tl, T tr, T bl, T br, T x_frac) {
+template <typename V, typename T>
+C10_HOST_DEVICE inline V bilinear_dy(V tl, V tr, V bl, V br, T x_frac) {
   return ((T(1) - x_frac) * (bl - tl)) + (x_frac * (br - tr));
 }
 
-template <typename T>
-C10_HOST_DEVICE inline T bilinear_dx(T tl, T tr, T bl, T br, T y_frac) {
+template <typename V, typename T>
+C10_HOST_DEVICE inline V bilinear_dx(V tl, V tr, V bl, V br, T y_frac) {
   return ((T(1) - y_frac) * (tr - tl)) + (y_frac * (br - bl));
 }
 
@@ -165,10 +167,57 @@ C10_HOST_DEVICE inline T add_box_grad(
       ((static_cast<double>(g) * 0.5) * static_cast<double>(size - 1)));
 }
 
+// One valid sample (y, x) of CropAndResizeGradBoxes, what the depth loop needs.
+template <typename scalar_t, typename T>
+struct BoxGradSample {
+  const scalar_t* top;     // image row ly.lo at depth 0
+  const scalar_t* bottom;  // image row ly.hi at depth 0
+  int64_t left;            // element offsets of columns lx.lo and lx.hi
+  int64_t right;
+  int64_t d_stride;        // image depth stride
+  const T* grads;          // crop gradient at (y, x), depth 0
+  int64_t g_d_stride;
+  T x_frac, y_frac;
+  T f_y1, f_y2, f_x1, f_x2;  // d in / d c of this sample (crop > 1)
+};
+
+// The depth loop of one sample: acc = {dy1, dx1, dy2, dx2} += over d, in d
+// order, with TensorFlow's rounding (add_box_grad).
+struct BoxGradDepth {
+  template <typename scalar_t, typename T>
+  C10_HOST_DEVICE void operator()(
+      const BoxGradSample<scalar_t, T>& s,
+      int64_t depth,
+      int64_t y,
+      int64_t x,
+      T ratio_y,
+      T ratio_x,
+      int64_t height,
+      int64_t width,
+      int64_t crop_height,
+      int64_t crop_width,
+      T* acc) const {
+    for (int64_t d = 0; d < depth; ++d) {
+      const int64_t o = d * s.d_stride;
+      const T tl = static_cast<T>(s.top[s.left + o]), tr = static_cast<T>(s.top[s.right + o]);
+      const T bl = static_cast<T>(s.bottom[s.left + o]), br = static_cast<T>(s.bottom[s.right + o]);
+      const T top_grad = s.grads[d * s.g_d_stride];
+      const T gy = bilinear_dy(tl, tr, bl, br, s.x_frac) * top_grad;
+      const T gx = bilinear_dx(tl, tr, bl, br, s.y_frac) * top_grad;
+      acc[0] = add_box_grad(acc[0], gy, y, ratio_y, height, crop_height, true);
+      acc[2] = add_box_grad(acc[2], gy, y, ratio_y, height, crop_height, false);
+      acc[1] = add_box_grad(acc[1], gx, x, ratio_x, width, crop_width, true);
+      acc[3] = add_box_grad(acc[3], gx, x, ratio_x, width, crop_width, false);
+    }
+  }
+};
+
 // TensorFlow's CropAndResizeGradBoxes for one box (SPEC §3): `image` points at
 // the box's image, `grads` at its crop gradient; writes [dy1, dx1, dy2, dx2].
-// Sums over the valid samples in (y, x, d) order, TensorFlow's order.
-template <typename scalar_t, typename T>
+// Sums over the valid samples in (y, x, d) order, TensorFlow's order. `Depth`
+// runs the depth loop (BoxGradDepth; the CPU passes a vectorised one that
+// computes the same products and adds them in the same order).
+template <typename scalar_t, typename T, typename Depth = BoxGradDepth>
 C10_HOST_DEVICE inline void box_gradient(
     const scalar_t* image,
     Strides4 is,
@@ -180,13 +229,14 @@ C10_HOST_DEVICE inline void box_gradient(
     int64_t crop_height,
     int64_t crop_width,
     const T* box,
-    T* out) {
+    T* out,
+    Depth depth_loop = Depth()) {
   const T y1 = box[0], x1 = box[1], y2 = box[2], x2 = box[3];
   const T ratio_y = grad_boxes_ratio<T>(height, crop_height);
   const T ratio_x = grad_boxes_ratio<T>(width, crop_width);
   const T step_y = grad_boxes_step(y1, y2, ratio_y, crop_height);
   const T step_x = grad_boxes_step(x1, x2, ratio_x, crop_width);
-  T dy1 = 0, dx1 = 0, dy2 = 0, dx2 = 0;
+  T acc[4] = {0, 0, 0, 0};
   for (int64_t y = 0; y < crop_height; ++y) {
     const T in_y = sample_coord(y1, y2, step_y, y, height, crop_height);
     if (!in_range(in_y, height)) {
@@ -199,28 +249,26 @@ C10_HOST_DEVICE inline void box_gradient(
         continue;
       }
       const Lerp<T> lx = lerp(in_x);
-      const scalar_t* top = image + ly.lo * is.h;
-      const scalar_t* bottom = image + ly.hi * is.h;
-      const T* g = grads + y * gs.h + x * gs.w;
-      for (int64_t d = 0; d < depth; ++d) {
-        const T tl = static_cast<T>(top[lx.lo * is.w + d * is.d]);
-        const T tr = static_cast<T>(top[lx.hi * is.w + d * is.d]);
-        const T bl = static_cast<T>(bottom[lx.lo * is.w + d * is.d]);
-        const T br = static_cast<T>(bottom[lx.hi * is.w + d * is.d]);
-        const T top_grad = g[d * gs.d];
-        const T gy = bilinear_dy(tl, tr, bl, br, lx.frac) * top_grad;
-        const T gx = bilinear_dx(tl, tr, bl, br, ly.frac) * top_grad;
-        dy1 = add_box_grad(dy1, gy, y, ratio_y, height, crop_height, true);
-        dy2 = add_box_grad(dy2, gy, y, ratio_y, height, crop_height, false);
-        dx1 = add_box_grad(dx1, gx, x, ratio_x, width, crop_width, true);
-        dx2 = add_box_grad(dx2, gx, x, ratio_x, width, crop_width, false);
-      }
+      const BoxGradSample<scalar_t, T> s{
+          image + ly.lo * is.h,
+          image + ly.hi * is.h,
+          lx.lo * is.w,
+          lx.hi * is.w,
+          is.d,
+          grads + y * gs.h + x * gs.w,
+          gs.d,
+          lx.frac,
+          ly.frac,
+          dcoord_dc1(y, ratio_y, height),
+          dcoord_dc2(y, ratio_y),
+          dcoord_dc1(x, ratio_x, width),
+          dcoord_dc2(x, ratio_x)};
+      depth_loop(s, depth, y, x, ratio_y, ratio_x, height, width, crop_height, crop_width, acc);
     }
   }
-  out[0] = dy1;
-  out[1] = dx1;
-  out[2] = dy2;
-  out[3] = dx2;
+  for (int i = 0; i < 4; ++i) {
+    out[i] = acc[i];
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -275,8 +323,8 @@ C10_HOST_DEVICE inline V2Sample<T> v2_sample(
 }
 
 // MindSpore's four-product weighting, in its exact order.
-template <typename T>
-C10_HOST_DEVICE inline T bilinear_v2(T tl, T tr, T bl, T br, T x_frac, T y_frac) {
+template <typename V, typename T>
+C10_HOST_DEVICE inline V bilinear_v2(V tl, V tr, V bl, V br, T x_frac, T y_frac) {
   const T one_y = T(1) - y_frac;
   const T one_x = T(1) - x_frac;
   return ((((tl * one_y) * one_x) + ((br * y_frac) * x_frac)) +
@@ -285,11 +333,11 @@ C10_HOST_DEVICE inline T bilinear_v2(T tl, T tr, T bl, T br, T x_frac, T y_frac)
 }
 
 // Its exact adjoint (Part A8): the share of g for each corner.
-template <typename T>
-C10_HOST_DEVICE inline Corners<T> bilinear_v2_grad(T g, T x_frac, T y_frac) {
+template <typename V, typename T>
+C10_HOST_DEVICE inline Corners<V> bilinear_v2_grad(V g, T x_frac, T y_frac) {
   const T one_y = T(1) - y_frac;
   const T one_x = T(1) - x_frac;
-  return Corners<T>{
+  return Corners<V>{
       (g * one_y) * one_x,
       (g * one_y) * x_frac,
       (g * y_frac) * one_x,

@@ -190,20 +190,22 @@ C10_HOST_DEVICE inline bool bilinear_taps(
 }
 
 // The value one sample adds to a bin's sum: ((w1 v1 + w2 v2) + w3 v3) + w4 v4.
-template <typename T>
-C10_HOST_DEVICE inline T interpolate(
+// V is T, or a vector of T (the CPU kernels' channel lanes): the same
+// operations then run lane by lane.
+template <typename T, typename V>
+C10_HOST_DEVICE inline V interpolate(
     const BilinearWeights<T>& w,
-    T v1,
-    T v2,
-    T v3,
-    T v4) {
+    V v1,
+    V v2,
+    V v3,
+    V v4) {
   return (((w.w1 * v1) + (w.w2 * v2)) + (w.w3 * v3)) + (w.w4 * v4);
 }
 
 // The backward's share of output gradient g that goes to one corner of weight w:
 // fl(fl(g * w) / count), the adjoint of interpolate() followed by the average.
-template <typename T>
-C10_HOST_DEVICE inline T corner_grad(T g, T w, T count) {
+template <typename T, typename V>
+C10_HOST_DEVICE inline V corner_grad(V g, T w, T count) {
   return (g * w) / count;
 }
 

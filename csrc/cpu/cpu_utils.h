@@ -20,9 +20,11 @@ inline int64_t grain_for(int64_t work) {
 }
 
 // Size of the channel (depth) blocks a task handles: the whole range when there
-// are many outer items (rois, images) for the threads, smaller blocks when few.
-inline int64_t channel_block(int64_t channels, int64_t outer) {
-  const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+// are at least `tasks_per_thread` outer items (rois, images) per thread, smaller
+// blocks when fewer. Each block repeats the per-sample set-up, so kernels whose
+// set-up is costly ask for fewer tasks.
+inline int64_t channel_block(int64_t channels, int64_t outer, int64_t tasks_per_thread = 4) {
+  const int64_t want = tasks_per_thread * static_cast<int64_t>(at::get_num_threads());
   int64_t blocks = outer >= want ? 1 : (want + outer - 1) / std::max<int64_t>(outer, 1);
   blocks = std::max<int64_t>(1, std::min(blocks, channels));
   return std::max<int64_t>(1, (channels + blocks - 1) / blocks);

@@ -27,6 +27,8 @@
 #include "../common/crop_and_resize_args.h"
 #include "../common/crop_and_resize_math.h"
 #include "cpu_utils.h"
+#include "output_allocator.h"
+#include "vec.h"
 
 namespace roi_ext {
 namespace {
@@ -76,6 +78,160 @@ struct BoxesByImage {
 };
 
 // ---------------------------------------------------------------------------
+// Depth loops for float data with contiguous depth (NHWC): 8 lanes at a time
+// through the same math functions, compiled for AVX2 and the baseline (vec.h).
+// ---------------------------------------------------------------------------
+// out[d] = bilinear or bilinear_v2 of the four corner rows, d in [0, n).
+template <bool kV2>
+ROI_EXT_ALWAYS_INLINE void interp_depth(
+    const float* tl, const float* tr, const float* bl, const float* br,
+    float x_frac, float y_frac, float* out, int64_t n) {
+  int64_t d = 0;
+  for (; d + cpu::kLanes <= n; d += cpu::kLanes) {
+    const cpu::vf8 a = cpu::load8(tl + d), b = cpu::load8(tr + d);
+    const cpu::vf8 c = cpu::load8(bl + d), e = cpu::load8(br + d);
+    cpu::store8(out + d, kV2 ? bilinear_v2(a, b, c, e, x_frac, y_frac) : bilinear(a, b, c, e, x_frac, y_frac));
+  }
+  for (; d < n; ++d) {
+    out[d] = kV2 ? bilinear_v2(tl[d], tr[d], bl[d], br[d], x_frac, y_frac)
+                 : bilinear(tl[d], tr[d], bl[d], br[d], x_frac, y_frac);
+  }
+}
+
+// The four corner rows += their shares of g, in the order tl, tr, bl, br (rows
+// may coincide: each add reads what the previous one stored).
+template <bool kV2>
+ROI_EXT_ALWAYS_INLINE void scatter_depth(
+    const float* g, float x_frac, float y_frac, float* tl, float* tr, float* bl, float* br, int64_t n) {
+  int64_t d = 0;
+  for (; d + cpu::kLanes <= n; d += cpu::kLanes) {
+    const cpu::vf8 gv = cpu::load8(g + d);
+    const Corners<cpu::vf8> c = kV2 ? bilinear_v2_grad(gv, x_frac, y_frac) : bilinear_grad(gv, x_frac, y_frac);
+    cpu::store8(tl + d, cpu::load8(tl + d) + c.tl);
+    cpu::store8(tr + d, cpu::load8(tr + d) + c.tr);
+    cpu::store8(bl + d, cpu::load8(bl + d) + c.bl);
+    cpu::store8(br + d, cpu::load8(br + d) + c.br);
+  }
+  for (; d < n; ++d) {
+    const Corners<float> c = kV2 ? bilinear_v2_grad(g[d], x_frac, y_frac) : bilinear_grad(g[d], x_frac, y_frac);
+    tl[d] += c.tl;
+    tr[d] += c.tr;
+    bl[d] += c.bl;
+    br[d] += c.br;
+  }
+}
+
+ROI_EXT_ALWAYS_INLINE void add_depth(const float* g, float* dst, int64_t n) {
+  int64_t d = 0;
+  for (; d + cpu::kLanes <= n; d += cpu::kLanes) {
+    cpu::store8(dst + d, cpu::load8(dst + d) + cpu::load8(g + d));
+  }
+  for (; d < n; ++d) {
+    dst[d] += g[d];
+  }
+}
+
+// Grad-boxes depth loop: the products of BoxGradDepth 8 lanes at a time, then
+// the four sums in depth order (crop sizes > 1; the crop-1 rule adds in double).
+ROI_EXT_ALWAYS_INLINE void box_grad_depth(
+    const BoxGradSample<float, float>& s, int64_t depth, int64_t y, int64_t x, float ratio_y,
+    float ratio_x, int64_t height, int64_t width, int64_t crop_height, int64_t crop_width, float* acc) {
+  if (crop_height == 1 || crop_width == 1 || s.d_stride != 1 || s.g_d_stride != 1) {
+    BoxGradDepth()(s, depth, y, x, ratio_y, ratio_x, height, width, crop_height, crop_width, acc);
+    return;
+  }
+  int64_t d = 0;
+  for (; d + cpu::kLanes <= depth; d += cpu::kLanes) {
+    const cpu::vf8 tl = cpu::load8(s.top + s.left + d), tr = cpu::load8(s.top + s.right + d);
+    const cpu::vf8 bl = cpu::load8(s.bottom + s.left + d), br = cpu::load8(s.bottom + s.right + d);
+    const cpu::vf8 g = cpu::load8(s.grads + d);
+    const cpu::vf8 gy = bilinear_dy(tl, tr, bl, br, s.x_frac) * g;
+    const cpu::vf8 gx = bilinear_dx(tl, tr, bl, br, s.y_frac) * g;
+    const cpu::vf8 p_y1 = gy * s.f_y1, p_y2 = gy * s.f_y2, p_x1 = gx * s.f_x1, p_x2 = gx * s.f_x2;
+    for (int64_t l = 0; l < cpu::kLanes; ++l) {
+      acc[0] += p_y1[l];
+      acc[2] += p_y2[l];
+      acc[1] += p_x1[l];
+      acc[3] += p_x2[l];
+    }
+  }
+  if (d < depth) {
+    BoxGradSample<float, float> rest = s;
+    rest.left += d;
+    rest.right += d;
+    rest.grads += d;
+    BoxGradDepth()(rest, depth - d, y, x, ratio_y, ratio_x, height, width, crop_height, crop_width, acc);
+  }
+}
+
+ROI_EXT_TARGET_AVX2 void interp_depth_avx2(const float* a, const float* b, const float* c, const float* e,
+                                           float xf, float yf, float* out, int64_t n) {
+  interp_depth<false>(a, b, c, e, xf, yf, out, n);
+}
+void interp_depth_baseline(const float* a, const float* b, const float* c, const float* e, float xf,
+                           float yf, float* out, int64_t n) {
+  interp_depth<false>(a, b, c, e, xf, yf, out, n);
+}
+ROI_EXT_TARGET_AVX2 void interp_v2_depth_avx2(const float* a, const float* b, const float* c, const float* e,
+                                              float xf, float yf, float* out, int64_t n) {
+  interp_depth<true>(a, b, c, e, xf, yf, out, n);
+}
+void interp_v2_depth_baseline(const float* a, const float* b, const float* c, const float* e, float xf,
+                              float yf, float* out, int64_t n) {
+  interp_depth<true>(a, b, c, e, xf, yf, out, n);
+}
+ROI_EXT_TARGET_AVX2 void scatter_depth_avx2(const float* g, float xf, float yf, float* a, float* b, float* c,
+                                            float* e, int64_t n) {
+  scatter_depth<false>(g, xf, yf, a, b, c, e, n);
+}
+void scatter_depth_baseline(const float* g, float xf, float yf, float* a, float* b, float* c, float* e,
+                            int64_t n) {
+  scatter_depth<false>(g, xf, yf, a, b, c, e, n);
+}
+ROI_EXT_TARGET_AVX2 void scatter_v2_depth_avx2(const float* g, float xf, float yf, float* a, float* b, float* c,
+                                               float* e, int64_t n) {
+  scatter_depth<true>(g, xf, yf, a, b, c, e, n);
+}
+void scatter_v2_depth_baseline(const float* g, float xf, float yf, float* a, float* b, float* c, float* e,
+                               int64_t n) {
+  scatter_depth<true>(g, xf, yf, a, b, c, e, n);
+}
+ROI_EXT_TARGET_AVX2 void add_depth_avx2(const float* g, float* dst, int64_t n) { add_depth(g, dst, n); }
+void add_depth_baseline(const float* g, float* dst, int64_t n) { add_depth(g, dst, n); }
+
+struct BoxGradDepthAvx2 {
+  ROI_EXT_TARGET_AVX2 void operator()(const BoxGradSample<float, float>& s, int64_t depth, int64_t y, int64_t x,
+                                      float ry, float rx, int64_t h, int64_t w, int64_t ch, int64_t cw,
+                                      float* acc) const {
+    box_grad_depth(s, depth, y, x, ry, rx, h, w, ch, cw, acc);
+  }
+};
+struct BoxGradDepthBaseline {
+  void operator()(const BoxGradSample<float, float>& s, int64_t depth, int64_t y, int64_t x, float ry, float rx,
+                  int64_t h, int64_t w, int64_t ch, int64_t cw, float* acc) const {
+    box_grad_depth(s, depth, y, x, ry, rx, h, w, ch, cw, acc);
+  }
+};
+
+// The clones this CPU runs.
+struct DepthLoops {
+  void (*interp)(const float*, const float*, const float*, const float*, float, float, float*, int64_t);
+  void (*interp_v2)(const float*, const float*, const float*, const float*, float, float, float*, int64_t);
+  void (*scatter)(const float*, float, float, float*, float*, float*, float*, int64_t);
+  void (*scatter_v2)(const float*, float, float, float*, float*, float*, float*, int64_t);
+  void (*add)(const float*, float*, int64_t);
+};
+
+const DepthLoops& depth_loops() {
+  static const DepthLoops loops = cpu::use_avx2()
+      ? DepthLoops{interp_depth_avx2, interp_v2_depth_avx2, scatter_depth_avx2, scatter_v2_depth_avx2,
+                   add_depth_avx2}
+      : DepthLoops{interp_depth_baseline, interp_v2_depth_baseline, scatter_depth_baseline,
+                   scatter_v2_depth_baseline, add_depth_baseline};
+  return loops;
+}
+
+// ---------------------------------------------------------------------------
 // forward
 // ---------------------------------------------------------------------------
 template <typename scalar_t, typename T>
@@ -96,6 +252,9 @@ void forward_impl(
   const T* box = boxes.const_data_ptr<T>();
   T* out = output.mutable_data_ptr<T>();
   const int64_t grain = grain_for(4 * crop_width * depth);
+  // float pixels with contiguous depth in and out: the vectorised depth loops.
+  const bool fast = std::is_same_v<scalar_t, float> && is.d == 1 && os.d == 1;
+  const DepthLoops& loops = depth_loops();
 
   at::parallel_for(0, num_boxes * crop_height, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -124,6 +283,15 @@ void forward_impl(
         const V2Sample<T> sy = v2_sample<T>(y, crop_height, wy, height);
         for (int64_t x = 0; x < crop_width; ++x) {
           const V2Sample<T> sx = v2_sample<T>(x, crop_width, wx, width);
+          if constexpr (std::is_same_v<scalar_t, float>) {
+            if (fast) {
+              const float* top = src + sy.lo * is.h;
+              const float* bottom = src + sy.hi * is.h;
+              loops.interp_v2(top + sx.lo * is.w, top + sx.hi * is.w, bottom + sx.lo * is.w,
+                              bottom + sx.hi * is.w, sx.frac, sy.frac, row + x * os.w, depth);
+              continue;
+            }
+          }
           for (int64_t d = 0; d < depth; ++d) {
             row[x * os.w + d * os.d] = bilinear_v2(
                 px(sy.lo, sx.lo, d), px(sy.lo, sx.hi, d), px(sy.hi, sx.lo, d),
@@ -149,6 +317,15 @@ void forward_impl(
             continue;
           }
           const Lerp<T> lx = lerp(in_x);
+          if constexpr (std::is_same_v<scalar_t, float>) {
+            if (fast) {
+              const float* top = src + ly.lo * is.h;
+              const float* bottom = src + ly.hi * is.h;
+              loops.interp(top + lx.lo * is.w, top + lx.hi * is.w, bottom + lx.lo * is.w,
+                           bottom + lx.hi * is.w, lx.frac, ly.frac, row + x * os.w, depth);
+              continue;
+            }
+          }
           for (int64_t d = 0; d < depth; ++d) {
             row[x * os.w + d * os.d] = bilinear(
                 px(ly.lo, lx.lo, d), px(ly.lo, lx.hi, d), px(ly.hi, lx.lo, d),
@@ -196,8 +373,8 @@ at::Tensor crop_and_resize_cpu(
   const int64_t num_boxes = boxes.size(0);
   const at::ScalarType out_type = image.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor output = nchw
-      ? at::empty({num_boxes, depth, crop_height, crop_width}, image.options().dtype(out_type))
-      : at::empty({num_boxes, crop_height, crop_width, depth}, image.options().dtype(out_type));
+      ? cpu::empty_output({num_boxes, depth, crop_height, crop_width}, out_type)
+      : cpu::empty_output({num_boxes, crop_height, crop_width, depth}, out_type);
   if (output.numel() == 0) {
     return output;
   }
@@ -243,10 +420,13 @@ void grad_image_impl(
   const T* box = boxes.const_data_ptr<T>();
   acc_t* out = grad_image.mutable_data_ptr<acc_t>();
   const BoxesByImage by_image(box_index, batch);
-  const int64_t dblock = channel_block(depth, batch);
+  const int64_t dblock = channel_block(depth, batch, /*tasks_per_thread=*/1);
   const int64_t blocks = (depth + dblock - 1) / dblock;
   const int64_t boxes_per_image = (grads.size(0) + batch - 1) / std::max<int64_t>(batch, 1);
   const int64_t grain = grain_for(4 * boxes_per_image * crop_height * crop_width * dblock);
+  constexpr bool kFloat = std::is_same_v<T, float> && std::is_same_v<acc_t, float>;
+  const bool fast = kFloat && gs.d == 1 && os.d == 1;
+  const DepthLoops& loops = depth_loops();
 
   at::parallel_for(0, batch * blocks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -257,6 +437,7 @@ void grad_image_impl(
       auto add = [&](int64_t yy, int64_t xx, int64_t d, T v) {
         dst[yy * os.h + xx * os.w + d * os.d] += static_cast<acc_t>(v);
       };
+      auto at = [&](int64_t yy, int64_t xx) { return dst + yy * os.h + xx * os.w + d0; };
       for (int64_t j = by_image.begin[bi]; j < by_image.begin[bi + 1]; ++j) {
         const int64_t b = by_image.order[j];
         const T y1 = box[b * 4 + 0], x1 = box[b * 4 + 1];
@@ -272,6 +453,13 @@ void grad_image_impl(
             const V2Sample<T> sy = v2_sample<T>(y, crop_height, wy, height);
             for (int64_t x = 0; x < crop_width; ++x) {
               const V2Sample<T> sx = v2_sample<T>(x, crop_width, wx, width);
+              if constexpr (kFloat) {
+                if (fast) {
+                  loops.scatter_v2(gb + y * gs.h + x * gs.w + d0, sx.frac, sy.frac, at(sy.lo, sx.lo),
+                                   at(sy.lo, sx.hi), at(sy.hi, sx.lo), at(sy.hi, sx.hi), d1 - d0);
+                  continue;
+                }
+              }
               for (int64_t d = d0; d < d1; ++d) {
                 const Corners<T> c =
                     bilinear_v2_grad(gb[y * gs.h + x * gs.w + d * gs.d], sx.frac, sy.frac);
@@ -299,6 +487,32 @@ void grad_image_impl(
               continue;
             }
             const T* gp = gb + y * gs.h + x * gs.w;
+            if constexpr (kFloat) {
+              if (fast) {
+                if (method == Method::kBilinear) {
+                  const Lerp<T> lx = lerp(in_x);
+                  if (x + 1 < crop_width) {
+                    // The next sample's corners are a scattered read-modify-write:
+                    // start fetching them while this one is added.
+                    const T next_x = sample_coord(x1, x2, step_x, x + 1, width, crop_width);
+                    if (in_range(next_x, width)) {
+                      const int64_t nx = static_cast<int64_t>(next_x);
+                      for (int64_t line = 0; line < (d1 - d0) * 4; line += 64) {
+                        __builtin_prefetch(reinterpret_cast<const char*>(at(ly.lo, nx)) + line, 1);
+                        __builtin_prefetch(reinterpret_cast<const char*>(at(ly.hi, nx)) + line, 1);
+                        __builtin_prefetch(reinterpret_cast<const char*>(at(ly.lo, nx + (nx + 1 < width))) + line, 1);
+                        __builtin_prefetch(reinterpret_cast<const char*>(at(ly.hi, nx + (nx + 1 < width))) + line, 1);
+                      }
+                    }
+                  }
+                  loops.scatter(gp + d0, lx.frac, ly.frac, at(ly.lo, lx.lo), at(ly.lo, lx.hi),
+                                at(ly.hi, lx.lo), at(ly.hi, lx.hi), d1 - d0);
+                } else {
+                  loops.add(gp + d0, at(cy, nearest_index(in_x)), d1 - d0);
+                }
+                continue;
+              }
+            }
             if (method == Method::kBilinear) {
               const Lerp<T> lx = lerp(in_x);
               for (int64_t d = d0; d < d1; ++d) {
@@ -351,10 +565,9 @@ at::Tensor crop_and_resize_grad_image_cpu(
   const std::vector<int64_t> index = checked_box_index(box_index, batch_size, op);
 
   const at::ScalarType acc_type = dtype == at::kDouble ? at::kDouble : at::kFloat;
-  auto options = grads.options().dtype(acc_type);
   at::Tensor grad_image = nchw
-      ? at::empty({batch_size, depth, image_height, image_width}, options)
-      : at::empty({batch_size, image_height, image_width, depth}, options);
+      ? cpu::empty_output({batch_size, depth, image_height, image_width}, acc_type)
+      : cpu::empty_output({batch_size, image_height, image_width, depth}, acc_type);
   grad_image.zero_();
   if (grad_image.numel() == 0 || grads.numel() == 0) {
     return grad_image.to(dtype);
@@ -400,9 +613,19 @@ void grad_boxes_impl(
   const int64_t grain = grain_for(8 * crop_height * crop_width * depth);
   at::parallel_for(0, num_boxes, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      box_gradient<scalar_t, T>(
-          img + box_index[b] * is.b, is, height, width, depth, g + b * gs.b, gs,
-          crop_height, crop_width, box + b * 4, out + b * 4);
+      const scalar_t* image_b = img + box_index[b] * is.b;
+      if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<T, float>) {
+        if (cpu::use_avx2()) {
+          box_gradient(image_b, is, height, width, depth, g + b * gs.b, gs, crop_height, crop_width,
+                       box + b * 4, out + b * 4, BoxGradDepthAvx2());
+        } else {
+          box_gradient(image_b, is, height, width, depth, g + b * gs.b, gs, crop_height, crop_width,
+                       box + b * 4, out + b * 4, BoxGradDepthBaseline());
+        }
+      } else {
+        box_gradient<scalar_t, T>(image_b, is, height, width, depth, g + b * gs.b, gs, crop_height,
+                                  crop_width, box + b * 4, out + b * 4);
+      }
     }
   });
 }

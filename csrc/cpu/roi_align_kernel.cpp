@@ -24,6 +24,8 @@
 #include "../common/roi_align_args.h"
 #include "../common/roi_align_math.h"
 #include "cpu_utils.h"
+#include "output_allocator.h"
+#include "vec.h"
 
 namespace roi_ext {
 namespace {
@@ -121,9 +123,91 @@ void check_batch_indices(const T* rois, int64_t num_rois, int64_t batch_size, co
   }
 }
 
+// The bins of one roi for channels [c0, c0 + n) of a channels-last image:
+// out[bin * out_bin_stride + c * out_c_stride] = (sum of the bin's samples) / count.
+// `image` points at channel c0 of pixel (0, 0) of the roi's image.
+template <typename scalar_t, typename acc_t>
+ROI_EXT_ALWAYS_INLINE void roi_bins_channels_last(
+    const RoiSamples<acc_t>& s,
+    int64_t bins,
+    const scalar_t* image,
+    int64_t channels,
+    int64_t n,
+    scalar_t* out,
+    int64_t out_bin_stride,
+    int64_t out_c_stride) {
+  for (int64_t bin = 0; bin < bins; ++bin) {
+    const Tap<acc_t>* first = s.taps.data() + s.bin_begin[bin];
+    const Tap<acc_t>* last = s.taps.data() + s.bin_begin[bin + 1];
+    scalar_t* o = out + bin * out_bin_stride;
+    int64_t c = 0;
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      for (; c + cpu::kLanes <= n; c += cpu::kLanes) {
+        cpu::vf8 acc = cpu::splat8(0.f);
+        for (const Tap<acc_t>* t = first; t != last; ++t) {
+          const cpu::vf8 v1 = cpu::load8(image + t->p1 * channels + c);
+          const cpu::vf8 v2 = cpu::load8(image + t->p2 * channels + c);
+          const cpu::vf8 v3 = cpu::load8(image + t->p3 * channels + c);
+          const cpu::vf8 v4 = cpu::load8(image + t->p4 * channels + c);
+          acc += interpolate(t->w, v1, v2, v3, v4);
+        }
+        const cpu::vf8 r = acc / s.count;
+        if (out_c_stride == 1) {
+          cpu::store8(o + c, r);
+        } else {
+          for (int64_t l = 0; l < cpu::kLanes; ++l) {
+            o[(c + l) * out_c_stride] = r[l];
+          }
+        }
+      }
+    }
+    for (; c < n; ++c) {
+      acc_t sum = 0;
+      for (const Tap<acc_t>* t = first; t != last; ++t) {
+        sum += interpolate(
+            t->w,
+            static_cast<acc_t>(image[t->p1 * channels + c]),
+            static_cast<acc_t>(image[t->p2 * channels + c]),
+            static_cast<acc_t>(image[t->p3 * channels + c]),
+            static_cast<acc_t>(image[t->p4 * channels + c]));
+      }
+      o[c * out_c_stride] = static_cast<scalar_t>(sum / s.count);
+    }
+  }
+}
+
+// The same loop compiled for AVX2 and for the baseline ISA (vec.h).
+using RoiBinsFloat = void (*)(const RoiSamples<float>&, int64_t, const float*, int64_t, int64_t,
+                              float*, int64_t, int64_t);
+ROI_EXT_TARGET_AVX2 void roi_bins_float_avx2(
+    const RoiSamples<float>& s, int64_t bins, const float* image, int64_t channels, int64_t n,
+    float* out, int64_t out_bin_stride, int64_t out_c_stride) {
+  roi_bins_channels_last<float, float>(s, bins, image, channels, n, out, out_bin_stride, out_c_stride);
+}
+void roi_bins_float_baseline(
+    const RoiSamples<float>& s, int64_t bins, const float* image, int64_t channels, int64_t n,
+    float* out, int64_t out_bin_stride, int64_t out_c_stride) {
+  roi_bins_channels_last<float, float>(s, bins, image, channels, n, out, out_bin_stride, out_c_stride);
+}
+
+template <typename scalar_t, typename acc_t>
+void roi_bins(
+    const RoiSamples<acc_t>& s, int64_t bins, const scalar_t* image, int64_t channels, int64_t n,
+    scalar_t* out, int64_t out_bin_stride, int64_t out_c_stride) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    static const RoiBinsFloat fn = cpu::use_avx2() ? roi_bins_float_avx2 : roi_bins_float_baseline;
+    fn(s, bins, image, channels, n, out, out_bin_stride, out_c_stride);
+  } else {
+    roi_bins_channels_last<scalar_t, acc_t>(s, bins, image, channels, n, out, out_bin_stride, out_c_stride);
+  }
+}
+
+// input_nhwc: the input in channels-last memory (the caller's own tensor, or a
+// copy of an NCHW one: channels then sit next to each other and the loop runs
+// across them). The output is written in `output`'s own layout.
 template <typename scalar_t>
 void roi_align_forward_impl(
-    const at::Tensor& input,
+    const at::Tensor& input_nhwc,
     const at::Tensor& rois,
     double spatial_scale,
     int64_t pooled_height,
@@ -131,27 +215,25 @@ void roi_align_forward_impl(
     int64_t sampling_ratio,
     bool aligned,
     int64_t roi_end_mode,
-    bool channels_last,
+    bool output_channels_last,
     at::Tensor& output) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t num_rois = rois.size(0);
-  const int64_t channels = input.size(1);
-  const int64_t height = input.size(2);
-  const int64_t width = input.size(3);
+  const int64_t channels = input_nhwc.size(1);
+  const int64_t height = input_nhwc.size(2);
+  const int64_t width = input_nhwc.size(3);
   const int64_t bins = pooled_height * pooled_width;
-  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  const scalar_t* in = input_nhwc.const_data_ptr<scalar_t>();
   const acc_t* roi_data = rois.const_data_ptr<acc_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
   const acc_t scale = static_cast<acc_t>(spatial_scale);
 
   const int64_t cblock = channel_block(channels, num_rois);
   const int64_t blocks = (channels + cblock - 1) / cblock;
-
   // About four samples of four taps per bin and channel.
   const int64_t grain = grain_for(16 * bins * cblock);
   at::parallel_for(0, num_rois * blocks, grain, [&](int64_t begin, int64_t end) {
     RoiSamples<acc_t> s;
-    std::vector<acc_t> acc(channels_last ? cblock : 0);
     int64_t cached = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t k = task / blocks;
@@ -164,48 +246,13 @@ void roi_align_forward_impl(
         cached = k;
       }
       const int64_t b = static_cast<int64_t>(roi[0]);
-      if (channels_last) {
-        const scalar_t* image = in + b * height * width * channels;
-        for (int64_t bin = 0; bin < bins; ++bin) {
-          std::fill(acc.begin(), acc.end(), acc_t(0));
-          for (int64_t i = s.bin_begin[bin]; i < s.bin_begin[bin + 1]; ++i) {
-            const Tap<acc_t>& t = s.taps[i];
-            const scalar_t* v1 = image + t.p1 * channels;
-            const scalar_t* v2 = image + t.p2 * channels;
-            const scalar_t* v3 = image + t.p3 * channels;
-            const scalar_t* v4 = image + t.p4 * channels;
-            for (int64_t c = c0; c < c1; ++c) {
-              acc[c - c0] += interpolate<acc_t>(
-                  t.w,
-                  static_cast<acc_t>(v1[c]),
-                  static_cast<acc_t>(v2[c]),
-                  static_cast<acc_t>(v3[c]),
-                  static_cast<acc_t>(v4[c]));
-            }
-          }
-          scalar_t* o = out + (k * bins + bin) * channels;
-          for (int64_t c = c0; c < c1; ++c) {
-            o[c] = static_cast<scalar_t>(acc[c - c0] / s.count);
-          }
-        }
+      const scalar_t* image = in + b * height * width * channels + c0;
+      if (output_channels_last) {
+        roi_bins<scalar_t, acc_t>(s, bins, image, channels, c1 - c0,
+                                  out + k * bins * channels + c0, channels, 1);
       } else {
-        for (int64_t c = c0; c < c1; ++c) {
-          const scalar_t* plane = in + (b * channels + c) * height * width;
-          scalar_t* o = out + (k * channels + c) * bins;
-          for (int64_t bin = 0; bin < bins; ++bin) {
-            acc_t sum = 0;
-            for (int64_t i = s.bin_begin[bin]; i < s.bin_begin[bin + 1]; ++i) {
-              const Tap<acc_t>& t = s.taps[i];
-              sum += interpolate<acc_t>(
-                  t.w,
-                  static_cast<acc_t>(plane[t.p1]),
-                  static_cast<acc_t>(plane[t.p2]),
-                  static_cast<acc_t>(plane[t.p3]),
-                  static_cast<acc_t>(plane[t.p4]));
-            }
-            o[bin] = static_cast<scalar_t>(sum / s.count);
-          }
-        }
+        roi_bins<scalar_t, acc_t>(s, bins, image, channels, c1 - c0,
+                                  out + (k * channels + c0) * bins, 1, bins);
       }
     }
   });
@@ -239,28 +286,103 @@ at::Tensor roi_align_forward_cpu(
   const int64_t width = input.size(3);
   if (height == 0 || width == 0) {
     // No pixel to sample: every bin is an average over nothing.
-    return at::empty(
-               {num_rois, channels, pooled_height, pooled_width},
-               input.options().memory_format(fmt))
+    return cpu::empty_output({num_rois, channels, pooled_height, pooled_width},
+                             input.scalar_type(), fmt)
         .zero_();
   }
-  at::Tensor output = at::empty(
-      {num_rois, channels, pooled_height, pooled_width},
-      input.options().memory_format(fmt));
+  at::Tensor output = cpu::empty_output(
+      {num_rois, channels, pooled_height, pooled_width}, input.scalar_type(), fmt);
   if (output.numel() == 0) {
     return output;
   }
-  const at::Tensor input_ = input.contiguous(fmt);
+  // The kernel reads channels-last memory. An NCHW input is copied into that
+  // layout (a fraction of the work: every output element reads ~16 pixels).
+  const at::Tensor input_nhwc = cpu::contiguous_output(input, at::MemoryFormat::ChannelsLast);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
         roi_align_forward_impl<scalar_t>(
-            input_, rois_, spatial_scale, pooled_height, pooled_width,
+            input_nhwc, rois_, spatial_scale, pooled_height, pooled_width,
             sampling_ratio, aligned, roi_end_mode, channels_last, output);
       });
   return output;
 }
 
-// grad_input accumulates in acc_t (float32 for half types, Part A3).
+// Adds the shares of one roi's output gradient to a channels-last gradient
+// image, for channels [c0, c0 + n): for every bin, sample and corner (in that
+// order: the reference order per element), dst[c] += corner_grad(g[c], w).
+// `grad` points at channel c0 of bin (0, 0) of the roi; `image` at channel c0 of
+// pixel (0, 0) of its image's gradient.
+template <typename scalar_t, typename acc_t>
+ROI_EXT_ALWAYS_INLINE void scatter_bins_channels_last(
+    const RoiSamples<acc_t>& s,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    const scalar_t* grad,
+    int64_t g_c_stride,
+    int64_t g_h_stride,
+    int64_t g_w_stride,
+    acc_t* image,
+    int64_t channels,
+    int64_t n) {
+  for (int64_t ph = 0; ph < pooled_height; ++ph) {
+    for (int64_t pw = 0; pw < pooled_width; ++pw) {
+      const int64_t bin = ph * pooled_width + pw;
+      const scalar_t* g = grad + ph * g_h_stride + pw * g_w_stride;
+      for (int64_t i = s.bin_begin[bin]; i < s.bin_begin[bin + 1]; ++i) {
+        const Tap<acc_t>& t = s.taps[i];
+        const int64_t pos[4] = {t.p1, t.p2, t.p3, t.p4};
+        const acc_t wts[4] = {t.w.w1, t.w.w2, t.w.w3, t.w.w4};
+        // One pass per corner keeps the per-element order w1..w4 even where
+        // corners coincide.
+        for (int corner = 0; corner < 4; ++corner) {
+          acc_t* dst = image + pos[corner] * channels;
+          const acc_t w = wts[corner];
+          int64_t c = 0;
+          if constexpr (std::is_same_v<scalar_t, float>) {
+            if (g_c_stride == 1) {
+              for (; c + cpu::kLanes <= n; c += cpu::kLanes) {
+                cpu::store8(dst + c, cpu::load8(dst + c) + corner_grad(cpu::load8(g + c), w, s.count));
+              }
+            }
+          }
+          for (; c < n; ++c) {
+            dst[c] += corner_grad(static_cast<acc_t>(g[c * g_c_stride]), w, s.count);
+          }
+        }
+      }
+    }
+  }
+}
+
+using ScatterBinsFloat = void (*)(const RoiSamples<float>&, int64_t, int64_t, const float*, int64_t,
+                                  int64_t, int64_t, float*, int64_t, int64_t);
+ROI_EXT_TARGET_AVX2 void scatter_bins_float_avx2(
+    const RoiSamples<float>& s, int64_t ph, int64_t pw, const float* grad, int64_t gc, int64_t gh,
+    int64_t gw, float* image, int64_t channels, int64_t n) {
+  scatter_bins_channels_last<float, float>(s, ph, pw, grad, gc, gh, gw, image, channels, n);
+}
+void scatter_bins_float_baseline(
+    const RoiSamples<float>& s, int64_t ph, int64_t pw, const float* grad, int64_t gc, int64_t gh,
+    int64_t gw, float* image, int64_t channels, int64_t n) {
+  scatter_bins_channels_last<float, float>(s, ph, pw, grad, gc, gh, gw, image, channels, n);
+}
+
+template <typename scalar_t, typename acc_t>
+void scatter_bins(
+    const RoiSamples<acc_t>& s, int64_t ph, int64_t pw, const scalar_t* grad, int64_t gc, int64_t gh,
+    int64_t gw, acc_t* image, int64_t channels, int64_t n) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    static const ScatterBinsFloat fn =
+        cpu::use_avx2() ? scatter_bins_float_avx2 : scatter_bins_float_baseline;
+    fn(s, ph, pw, grad, gc, gh, gw, image, channels, n);
+  } else {
+    scatter_bins_channels_last<scalar_t, acc_t>(s, ph, pw, grad, gc, gh, gw, image, channels, n);
+  }
+}
+
+// grad_nhwc: the output gradient (read through its strides; channels-last
+// memory makes the channel loop contiguous). grad_input_nhwc: a zeroed
+// channels-last accumulator in acc_t (float32 for half types, Part A3).
 template <typename scalar_t>
 void roi_align_backward_impl(
     const at::Tensor& grad,
@@ -273,8 +395,7 @@ void roi_align_backward_impl(
     int64_t sampling_ratio,
     bool aligned,
     int64_t roi_end_mode,
-    bool channels_last,
-    at::Tensor& grad_input) {
+    at::Tensor& grad_input_nhwc) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t num_rois = rois.size(0);
   const int64_t pooled_height = grad.size(2);
@@ -283,7 +404,7 @@ void roi_align_backward_impl(
   const int64_t gs0 = grad.stride(0), gs1 = grad.stride(1),
                 gs2 = grad.stride(2), gs3 = grad.stride(3);
   const acc_t* roi_data = rois.const_data_ptr<acc_t>();
-  acc_t* gi = grad_input.mutable_data_ptr<acc_t>();
+  acc_t* gi = grad_input_nhwc.mutable_data_ptr<acc_t>();
   const acc_t scale = static_cast<acc_t>(spatial_scale);
 
   // Rois of each image in ascending order (a stable counting sort), so the
@@ -303,13 +424,12 @@ void roi_align_backward_impl(
     }
   }
 
-  const int64_t cblock = channel_block(channels, batch_size);
+  const int64_t cblock = channel_block(channels, batch_size, /*tasks_per_thread=*/1);
   const int64_t blocks = (channels + cblock - 1) / cblock;
   const int64_t rois_per_image = (num_rois + batch_size - 1) / std::max<int64_t>(batch_size, 1);
   const int64_t grain = grain_for(16 * rois_per_image * pooled_height * pooled_width * cblock);
   at::parallel_for(0, batch_size * blocks, grain, [&](int64_t begin, int64_t end) {
     RoiSamples<acc_t> s;
-    std::vector<acc_t> scaled(channels_last ? cblock : 0);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks;
       const int64_t c0 = (task % blocks) * cblock;
@@ -318,47 +438,9 @@ void roi_align_backward_impl(
         const int64_t k = order[j];
         s.compute(roi_data + k * 5, k, scale, height, width, pooled_height,
                   pooled_width, sampling_ratio, aligned, roi_end_mode);
-        if (channels_last) {
-          acc_t* image = gi + b * height * width * channels;
-          for (int64_t ph = 0; ph < pooled_height; ++ph) {
-            for (int64_t pw = 0; pw < pooled_width; ++pw) {
-              const int64_t bin = ph * pooled_width + pw;
-              const scalar_t* gbin = g + k * gs0 + ph * gs2 + pw * gs3;
-              for (int64_t i = s.bin_begin[bin]; i < s.bin_begin[bin + 1]; ++i) {
-                const Tap<acc_t>& t = s.taps[i];
-                // One pass per corner keeps the per-element order w1..w4
-                // even where corners coincide, and lets each pass vectorize.
-                const int64_t pos[4] = {t.p1, t.p2, t.p3, t.p4};
-                const acc_t wts[4] = {t.w.w1, t.w.w2, t.w.w3, t.w.w4};
-                for (int corner = 0; corner < 4; ++corner) {
-                  acc_t* dst = image + pos[corner] * channels;
-                  const acc_t w = wts[corner];
-                  for (int64_t c = c0; c < c1; ++c) {
-                    dst[c] += corner_grad(static_cast<acc_t>(gbin[c * gs1]), w, s.count);
-                  }
-                }
-              }
-            }
-          }
-        } else {
-          for (int64_t c = c0; c < c1; ++c) {
-            acc_t* plane = gi + (b * channels + c) * height * width;
-            const scalar_t* gc = g + k * gs0 + c * gs1;
-            for (int64_t ph = 0; ph < pooled_height; ++ph) {
-              for (int64_t pw = 0; pw < pooled_width; ++pw) {
-                const int64_t bin = ph * pooled_width + pw;
-                const acc_t gv = static_cast<acc_t>(gc[ph * gs2 + pw * gs3]);
-                for (int64_t i = s.bin_begin[bin]; i < s.bin_begin[bin + 1]; ++i) {
-                  const Tap<acc_t>& t = s.taps[i];
-                  plane[t.p1] += corner_grad(gv, t.w.w1, s.count);
-                  plane[t.p2] += corner_grad(gv, t.w.w2, s.count);
-                  plane[t.p3] += corner_grad(gv, t.w.w3, s.count);
-                  plane[t.p4] += corner_grad(gv, t.w.w4, s.count);
-                }
-              }
-            }
-          }
-        }
+        scatter_bins<scalar_t, acc_t>(
+            s, pooled_height, pooled_width, g + k * gs0 + c0 * gs1, gs1, gs2, gs3,
+            gi + b * height * width * channels + c0, channels, c1 - c0);
       }
     }
   });
@@ -383,7 +465,6 @@ at::Tensor roi_align_backward_cpu(
   TORCH_CHECK(grad.is_cpu(), "_roi_align_backward: grad must be a CPU tensor");
 
   const at::MemoryFormat fmt = detail::roi_align_memory_format(grad);
-  const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
   const at::ScalarType acc_type = at::toOpMathType(grad.scalar_type());
   const at::Tensor rois_ = rois.to(acc_type).contiguous();
   AT_DISPATCH_FLOATING_TYPES(acc_type, "roi_align_check_batch", [&] {
@@ -391,22 +472,28 @@ at::Tensor roi_align_backward_cpu(
                         batch_size, "_roi_align_backward");
   });
 
-  // at::zeros ignores the memory format of its options; at::empty honours it.
-  at::Tensor grad_input = at::empty(
-                              {batch_size, channels, height, width},
-                              grad.options().dtype(acc_type).memory_format(fmt))
+  // Accumulate in channels-last memory (the channel loop is then contiguous),
+  // in acc_t; the result is converted once to grad's dtype and memory format.
+  at::Tensor grad_input = cpu::empty_output(
+                              {batch_size, channels, height, width}, acc_type,
+                              at::MemoryFormat::ChannelsLast)
                               .zero_();
-  if (grad.numel() == 0 || grad_input.numel() == 0) {
-    return grad_input.to(grad.scalar_type());
+  if (grad.numel() > 0 && grad_input.numel() > 0) {
+    const at::Tensor grad_nhwc = cpu::contiguous_output(grad, at::MemoryFormat::ChannelsLast);
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
+          roi_align_backward_impl<scalar_t>(
+              grad_nhwc, rois_, spatial_scale, batch_size, channels, height, width,
+              sampling_ratio, aligned, roi_end_mode, grad_input);
+        });
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
-        roi_align_backward_impl<scalar_t>(
-            grad, rois_, spatial_scale, batch_size, channels, height, width,
-            sampling_ratio, aligned, roi_end_mode, channels_last, grad_input);
-      });
-  // Half types were accumulated in float32 and are rounded once here.
-  return grad_input.to(grad.scalar_type());
+  if (grad.scalar_type() == acc_type && fmt == at::MemoryFormat::ChannelsLast) {
+    return grad_input;
+  }
+  at::Tensor result = cpu::empty_output(
+      {batch_size, channels, height, width}, grad.scalar_type(), fmt);
+  result.copy_(grad_input);
+  return result;
 }
 
 }  // namespace

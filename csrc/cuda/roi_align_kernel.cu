@@ -102,7 +102,7 @@ __global__ void roi_align_forward_kernel(
         if (!bilinear_taps(y, x, in.height, in.width, t)) {
           continue;
         }
-        sum += interpolate<acc_t>(
+        sum += interpolate(
             t.w,
             static_cast<acc_t>(base[(t.y_low * in.width + t.x_low) * ps]),
             static_cast<acc_t>(base[(t.y_low * in.width + t.x_high) * ps]),
