@@ -37,13 +37,16 @@ def _extension():
     rel = lambda pattern: sorted(  # noqa: E731
         os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern))
     )
-    sources = rel("csrc/ops.cpp") + rel("csrc/cpu/*.cpp")
+    sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
     # No FMA contraction anywhere: results must be bit-identical to the
     # references and CPU == CUDA (SPEC.md Part A1-A2).
     cxx = ["-O2", "-g0", "-fopenmp", "-ffp-contract=off", "-fvisibility=hidden"]
     link = ["-fopenmp"]
     if _flag("ROI_EXT_SANITIZE"):
-        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+        # float-cast-overflow is not part of GCC's "undefined" group; it catches
+        # NaN / out-of-range float -> int conversions, the classic bug here.
+        san = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-omit-frame-pointer",
+               "-fno-sanitize-recover=all"]
         cxx = [f for f in cxx if f != "-O2"] + ["-O1"] + san
         link += san
     args = {"cxx": cxx}

@@ -254,7 +254,15 @@ class CropAndResize(nn.Module):
         self.extrapolation_value = check_float(extrapolation_value, "CropAndResize: extrapolation_value")
         self.data_format = _check_choice(data_format, "data_format", ("NHWC", "NCHW"), "CropAndResize")
 
-    def forward(self, x: Tensor, boxes: Tensor, box_index: Tensor, crop_size: Union[List[int], Tuple[int, int]]) -> Tensor:
+    def forward(self, x: Tensor, boxes: Tensor, box_index: Tensor, crop_size: List[int]) -> Tensor:
+        if torch.jit.is_scripting():
+            if len(crop_size) != 2:
+                raise ValueError("CropAndResize: crop_size must hold 2 integers")
+            return torch.ops.roi_ext.crop_and_resize(
+                x, boxes, box_index, crop_size[0], crop_size[1], self.method, self.extrapolation_value,
+                self.data_format,
+            )
+        # crop_size may also be a tuple or a 2-element tensor here.
         return crop_and_resize(x, boxes, box_index, crop_size, self.method, self.extrapolation_value, self.data_format)
 
     def extra_repr(self) -> str:

@@ -172,6 +172,22 @@ def roi_align(
     )
 
 
+def _rois_scriptable(boxes: Union[Tensor, List[Tensor]], input: Tensor) -> Tensor:
+    """_boxes_to_rois for TorchScript (a Tensor[K, 5] or a list of Tensor[L, 4])."""
+    if isinstance(boxes, Tensor):
+        if boxes.dim() != 2 or boxes.size(1) != 5:
+            raise ValueError("roi_align: boxes must be a Tensor[K, 5] or a list of Tensor[L, 4]")
+        return boxes
+    parts: List[Tensor] = []
+    for i, b in enumerate(boxes):
+        if b.dim() != 2 or b.size(1) != 4:
+            raise ValueError("roi_align: every tensor of the boxes list must be a Tensor[L, 4]")
+        parts.append(torch.cat([torch.full_like(b[:, :1], float(i)), b], dim=1))
+    if len(parts) == 0:
+        return torch.empty((0, 5), dtype=input.dtype, device=input.device)
+    return torch.cat(parts, dim=0)
+
+
 class RoIAlign(nn.Module):
     """torchvision's ``RoIAlign`` module: ``RoIAlign(output_size, spatial_scale, sampling_ratio, aligned=False)``.
 
@@ -181,14 +197,30 @@ class RoIAlign(nn.Module):
         torch.Size([1, 256, 7, 7])
     """
 
+    _pooled: Tuple[int, int]
+    _scale: float
+    _sampling_ratio: int
+    _aligned: bool
+
     def __init__(self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False):
         super().__init__()
+        # The arguments as given (repr, torchvision compatibility) ...
         self.output_size = output_size
         self.spatial_scale = spatial_scale
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
+        # ... and normalised, typed copies for TorchScript.
+        self._pooled = pair(output_size, "output_size")
+        self._scale = check_float(spatial_scale, "spatial_scale")
+        self._sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
+        self._aligned = bool(aligned)
 
     def forward(self, input: Tensor, rois: Union[Tensor, List[Tensor]]) -> Tensor:
+        if torch.jit.is_scripting():
+            return torch.ops.roi_ext.roi_align(
+                input, _rois_scriptable(rois, input), self._scale, self._pooled[0], self._pooled[1],
+                self._sampling_ratio, self._aligned, 0,
+            )
         return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
 
     def __repr__(self) -> str:
@@ -229,13 +261,9 @@ class ROIAlign(nn.Module):
             )
 
     def forward(self, features: Tensor, rois: Tensor) -> Tensor:
-        return roi_align(
-            features,
-            rois,
-            (self.pooled_height, self.pooled_width),
-            self.spatial_scale,
-            self.sample_num,
-            False,
+        # The arguments were checked in __init__; the op checks the tensors.
+        return torch.ops.roi_ext.roi_align(
+            features, rois, self.spatial_scale, self.pooled_height, self.pooled_width, self.sample_num, False,
             self.roi_end_mode,
         )
 

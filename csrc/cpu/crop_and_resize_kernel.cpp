@@ -38,6 +38,9 @@ using cpu::channel_block;
 using cpu::grain_for;
 
 using Strides = Strides4;
+
+constexpr const char* kForwardOutput = "crop_and_resize: output for crop_size";
+constexpr const char* kGradImageOutput = "crop_and_resize_grad_image: gradient for image_size";
 using detail::boxes_as;
 using detail::nhwc_strides;
 
@@ -213,6 +216,18 @@ struct BoxGradDepthBaseline {
   }
 };
 
+// Prefetches the depth vectors of pixels x and x + 1 (clamped) of two rows
+// (`top` and `bottom` point at pixel 0 of each; pixel stride w_stride floats).
+inline void prefetch_corners_for_write(const float* top, const float* bottom, int64_t x, int64_t width,
+                                      int64_t w_stride, int64_t n) {
+  const int64_t xr = x + 1 < width ? x + 1 : x;
+  for (int64_t line = 0; line < n; line += 16) {  // 16 floats per 64-byte line
+    for (const float* p : {top + x * w_stride, top + xr * w_stride, bottom + x * w_stride, bottom + xr * w_stride}) {
+      __builtin_prefetch(p + line, 1);
+    }
+  }
+}
+
 // The clones this CPU runs.
 struct DepthLoops {
   void (*interp)(const float*, const float*, const float*, const float*, float, float, float*, int64_t);
@@ -373,8 +388,8 @@ at::Tensor crop_and_resize_cpu(
   const int64_t num_boxes = boxes.size(0);
   const at::ScalarType out_type = image.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor output = nchw
-      ? cpu::empty_output({num_boxes, depth, crop_height, crop_width}, out_type)
-      : cpu::empty_output({num_boxes, crop_height, crop_width, depth}, out_type);
+      ? cpu::empty_output(kForwardOutput, {num_boxes, depth, crop_height, crop_width}, out_type)
+      : cpu::empty_output(kForwardOutput, {num_boxes, crop_height, crop_width, depth}, out_type);
   if (output.numel() == 0) {
     return output;
   }
@@ -496,13 +511,8 @@ void grad_image_impl(
                     // start fetching them while this one is added.
                     const T next_x = sample_coord(x1, x2, step_x, x + 1, width, crop_width);
                     if (in_range(next_x, width)) {
-                      const int64_t nx = static_cast<int64_t>(next_x);
-                      for (int64_t line = 0; line < (d1 - d0) * 4; line += 64) {
-                        __builtin_prefetch(reinterpret_cast<const char*>(at(ly.lo, nx)) + line, 1);
-                        __builtin_prefetch(reinterpret_cast<const char*>(at(ly.hi, nx)) + line, 1);
-                        __builtin_prefetch(reinterpret_cast<const char*>(at(ly.lo, nx + (nx + 1 < width))) + line, 1);
-                        __builtin_prefetch(reinterpret_cast<const char*>(at(ly.hi, nx + (nx + 1 < width))) + line, 1);
-                      }
+                      prefetch_corners_for_write(at(ly.lo, 0), at(ly.hi, 0), static_cast<int64_t>(next_x), width,
+                                                 os.w, d1 - d0);
                     }
                   }
                   loops.scatter(gp + d0, lx.frac, ly.frac, at(ly.lo, lx.lo), at(ly.lo, lx.hi),
@@ -566,8 +576,8 @@ at::Tensor crop_and_resize_grad_image_cpu(
 
   const at::ScalarType acc_type = dtype == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor grad_image = nchw
-      ? cpu::empty_output({batch_size, depth, image_height, image_width}, acc_type)
-      : cpu::empty_output({batch_size, image_height, image_width, depth}, acc_type);
+      ? cpu::empty_output(kGradImageOutput, {batch_size, depth, image_height, image_width}, acc_type)
+      : cpu::empty_output(kGradImageOutput, {batch_size, image_height, image_width, depth}, acc_type);
   grad_image.zero_();
   if (grad_image.numel() == 0 || grads.numel() == 0) {
     return grad_image.to(dtype);

@@ -1,5 +1,7 @@
 #include "output_allocator.h"
 
+#include "../common/alloc.h"
+
 #include <ATen/EmptyTensor.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/impl/alloc_cpu.h>
@@ -95,19 +97,22 @@ class RecyclingAllocator final : public c10::Allocator {
 }  // namespace
 
 at::Tensor empty_output(
+    const char* what,
     at::IntArrayRef sizes,
     at::ScalarType dtype,
     at::MemoryFormat memory_format) {
-  return at::Tensor(at::detail::empty_generic(
-      sizes, &RecyclingAllocator::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU), dtype,
-      memory_format));
+  return detail::allocate_output(what, sizes, dtype, [&] {
+    return at::Tensor(at::detail::empty_generic(
+        sizes, &RecyclingAllocator::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU), dtype,
+        memory_format));
+  });
 }
 
 at::Tensor contiguous_output(const at::Tensor& t, at::MemoryFormat memory_format) {
   if (t.is_contiguous(memory_format)) {
     return t;
   }
-  at::Tensor out = empty_output(t.sizes(), t.scalar_type(), memory_format);
+  at::Tensor out = empty_output("roi_ext: channels-last copy", t.sizes(), t.scalar_type(), memory_format);
   out.copy_(t);
   return out;
 }

@@ -16,8 +16,11 @@
 namespace roi_ext {
 namespace cpu {
 
-// at::empty(sizes, options.dtype(dtype)) with the given memory format, from the pool.
+// at::empty(sizes, options.dtype(dtype)) with the given memory format, from the
+// pool. `what` names the tensor and the argument that sized it, for the error
+// raised when it cannot be allocated (e.g. "crop_and_resize: output for crop_size").
 at::Tensor empty_output(
+    const char* what,
     at::IntArrayRef sizes,
     at::ScalarType dtype,
     at::MemoryFormat memory_format = at::MemoryFormat::Contiguous);

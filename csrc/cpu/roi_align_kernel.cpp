@@ -34,6 +34,10 @@ using namespace roi_align_math;
 using cpu::channel_block;
 using cpu::grain_for;
 
+constexpr const char* kForwardOutput = "roi_align: output for output_size (pooled_height, pooled_width)";
+constexpr const char* kBackwardOutput =
+    "_roi_align_backward: grad_input for (batch_size, channels, height, width)";
+
 // One roi holds at most this many samples in total (pooled_h * pooled_w *
 // grid_h * grid_w); beyond it the call is refused rather than allocating
 // gigabytes of sample tables.
@@ -286,12 +290,12 @@ at::Tensor roi_align_forward_cpu(
   const int64_t width = input.size(3);
   if (height == 0 || width == 0) {
     // No pixel to sample: every bin is an average over nothing.
-    return cpu::empty_output({num_rois, channels, pooled_height, pooled_width},
+    return cpu::empty_output(kForwardOutput, {num_rois, channels, pooled_height, pooled_width},
                              input.scalar_type(), fmt)
         .zero_();
   }
   at::Tensor output = cpu::empty_output(
-      {num_rois, channels, pooled_height, pooled_width}, input.scalar_type(), fmt);
+      kForwardOutput, {num_rois, channels, pooled_height, pooled_width}, input.scalar_type(), fmt);
   if (output.numel() == 0) {
     return output;
   }
@@ -475,7 +479,7 @@ at::Tensor roi_align_backward_cpu(
   // Accumulate in channels-last memory (the channel loop is then contiguous),
   // in acc_t; the result is converted once to grad's dtype and memory format.
   at::Tensor grad_input = cpu::empty_output(
-                              {batch_size, channels, height, width}, acc_type,
+                              kBackwardOutput, {batch_size, channels, height, width}, acc_type,
                               at::MemoryFormat::ChannelsLast)
                               .zero_();
   if (grad.numel() > 0 && grad_input.numel() > 0) {
@@ -491,7 +495,7 @@ at::Tensor roi_align_backward_cpu(
     return grad_input;
   }
   at::Tensor result = cpu::empty_output(
-      {batch_size, channels, height, width}, grad.scalar_type(), fmt);
+      kBackwardOutput, {batch_size, channels, height, width}, grad.scalar_type(), fmt);
   result.copy_(grad_input);
   return result;
 }

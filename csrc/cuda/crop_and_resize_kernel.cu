@@ -20,7 +20,9 @@
 #include <torch/library.h>
 
 #include <string>
+#include <vector>
 
+#include "../common/alloc.h"
 #include "../common/crop_and_resize_args.h"
 #include "../common/crop_and_resize_math.h"
 #include "cuda_utils.cuh"
@@ -329,9 +331,12 @@ at::Tensor crop_and_resize_cuda(
   const at::Tensor index = checked_box_index(box_index, img.size(0), op);
   const int64_t num_boxes = boxes.size(0);
   const at::ScalarType out_type = image.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor output = nchw
-      ? at::empty({num_boxes, depth, crop_height, crop_width}, image.options().dtype(out_type))
-      : at::empty({num_boxes, crop_height, crop_width, depth}, image.options().dtype(out_type));
+  const std::vector<int64_t> out_sizes = nchw
+      ? std::vector<int64_t>{num_boxes, depth, crop_height, crop_width}
+      : std::vector<int64_t>{num_boxes, crop_height, crop_width, depth};
+  at::Tensor output = detail::allocate_output("crop_and_resize: output for crop_size", out_sizes, out_type, [&] {
+    return at::empty(out_sizes, image.options().dtype(out_type));
+  });
   if (output.numel() == 0) {
     return output;
   }
@@ -385,9 +390,12 @@ at::Tensor crop_and_resize_grad_image_cuda(
 
   const at::ScalarType acc_type = dtype == at::kDouble ? at::kDouble : at::kFloat;
   auto options = grads.options().dtype(acc_type);
-  at::Tensor grad_image = nchw
-      ? at::zeros({batch_size, depth, image_height, image_width}, options)
-      : at::zeros({batch_size, image_height, image_width, depth}, options);
+  const std::vector<int64_t> gi_sizes = nchw
+      ? std::vector<int64_t>{batch_size, depth, image_height, image_width}
+      : std::vector<int64_t>{batch_size, image_height, image_width, depth};
+  at::Tensor grad_image = detail::allocate_output(
+      "crop_and_resize_grad_image: gradient for image_size", gi_sizes, acc_type,
+      [&] { return at::zeros(gi_sizes, options); });
   if (grad_image.numel() == 0 || grads.numel() == 0) {
     return grad_image.to(dtype);
   }

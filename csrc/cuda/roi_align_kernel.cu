@@ -20,6 +20,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "../common/alloc.h"
 #include "../common/roi_align_args.h"
 #include "../common/roi_align_math.h"
 #include "cuda_utils.cuh"
@@ -260,8 +261,11 @@ at::Tensor roi_align_forward_cuda(
   }
   const int64_t num_rois = rois.size(0), channels = input.size(1);
   const int64_t height = input.size(2), width = input.size(3);
-  at::Tensor output = at::empty(
-      {num_rois, channels, pooled_height, pooled_width}, input.options().memory_format(fmt));
+  at::Tensor output = detail::allocate_output(
+      "roi_align: output for output_size (pooled_height, pooled_width)",
+      {num_rois, channels, pooled_height, pooled_width}, input.scalar_type(), [&] {
+        return at::empty({num_rois, channels, pooled_height, pooled_width}, input.options().memory_format(fmt));
+      });
   if (height == 0 || width == 0) {
     return output.zero_();
   }

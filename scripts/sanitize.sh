@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds roi_ext with AddressSanitizer + UndefinedBehaviorSanitizer (setup.py reads
+# ROI_EXT_SANITIZE=1) in a scratch copy of the repository, then runs the test
+# suite, including the hypothesis fuzzers and the bad-input matrix, against that
+# build. Any sanitizer report aborts the run and fails it.
+#
+#   bash scripts/sanitize.sh            # whole suite
+#   bash scripts/sanitize.sh -k fuzz    # extra arguments go to pytest
+#
+# The normal build in the repository is left alone. CPU kernels only (the CUDA
+# kernels are checked with compute-sanitizer: benchmarks/gpu_check.sh).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
+WORK="${ROI_EXT_SANITIZE_DIR:-/tmp/roi_ext_sanitize}"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+(cd "$ROOT" && git ls-files -z | xargs -0 cp --parents -t "$WORK")
+
+echo "[sanitize] building with ASan + UBSan in $WORK"
+(cd "$WORK" && ROI_EXT_SANITIZE=1 FORCE_CPU=1 MAX_JOBS="${MAX_JOBS:-2}" \
+  "$PY" setup.py -q build_ext --inplace > "$WORK/build.log" 2>&1) || { tail -n 40 "$WORK/build.log"; exit 1; }
+
+runtime() { gcc -print-file-name="$1"; }
+export LD_PRELOAD="$(runtime libasan.so):$(runtime libubsan.so)"
+# Python and torch keep memory until exit by design: leak reports would be noise.
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:symbolize=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export PYTHONPATH="$WORK${PYTHONPATH:+:$PYTHONPATH}"
+cd "$WORK"
+"$PY" -c "import roi_ext, sys; assert roi_ext.__file__.startswith('$WORK'), roi_ext.__file__; print('[sanitize] testing', roi_ext.__file__)"
+"$PY" -m pytest tests -q -p no:cacheprovider "$@"
