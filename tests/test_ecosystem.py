@@ -4,7 +4,6 @@ every module, autocast, DistributedDataParallel, and the docstring examples."""
 import doctest
 import importlib
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -166,21 +165,21 @@ DDP_SCRIPT = textwrap.dedent(
         torch.save([p.grad for p in model.parameters()], out)
     else:
         rank = int(os.environ["RANK"])
-        dist.init_process_group("gloo", rank=rank, world_size=2)
+        # A file rendezvous: no TCP port to race for.
+        dist.init_process_group("gloo", init_method="file://" + sys.argv[3], rank=rank, world_size=2)
         model = nn.parallel.DistributedDataParallel(Head())
         part = slice(2 * rank, 2 * rank + 2)
         model(x[part], boxes[part]).pow(2).mean().backward()
         if rank == 0:
             torch.save([p.grad for p in model.module.parameters()], out)
+        dist.barrier()
         dist.destroy_process_group()
+        # gloo's threads occasionally abort ("terminate called without an active
+        # exception") in interpreter teardown after the work is done: leave at once.
+        sys.stdout.flush()
+        os._exit(0)
     """
 )
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_distributed_data_parallel_matches_single_process(tmp_path):
@@ -188,11 +187,11 @@ def test_distributed_data_parallel_matches_single_process(tmp_path):
     script.write_text(DDP_SCRIPT)
     single = tmp_path / "single.pt"
     subprocess.run([sys.executable, str(script), "single", str(single)], check=True, timeout=300)
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
-           "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ddp = tmp_path / "ddp.pt"
-    procs = [subprocess.Popen([sys.executable, str(script), "ddp", str(ddp)], env={**env, "RANK": str(r)})
-             for r in range(2)]
+    rendezvous = tmp_path / "rendezvous"
+    procs = [subprocess.Popen([sys.executable, str(script), "ddp", str(ddp), str(rendezvous)],
+                              env={**env, "RANK": str(r)}) for r in range(2)]
     assert all(p.wait(timeout=300) == 0 for p in procs)
     for a, b in zip(torch.load(ddp), torch.load(single)):
         # Each rank averages over half of the batch; DDP averages the two halves.
