@@ -26,6 +26,7 @@ export LD_PRELOAD="$(runtime libasan.so):$(runtime libubsan.so)"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:symbolize=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export PYTHONPATH="$WORK${PYTHONPATH:+:$PYTHONPATH}"
+export FORCE_CPU=1  # tells tests/test_cuda.py this build has no CUDA kernels
 cd "$WORK"
 "$PY" -c "import roi_ext, sys; assert roi_ext.__file__.startswith('$WORK'), roi_ext.__file__; print('[sanitize] testing', roi_ext.__file__)"
 "$PY" -m pytest tests -q -p no:cacheprovider "$@"

@@ -68,7 +68,8 @@ def test_torch_compile_fullgraph_forward_and_backward(dynamic):
         eager = run_with_grads(model, inputs)
         got = run_with_grads(compiled, inputs)
         for a, b in zip(got, eager):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+            # roi_ext's ops are exact; the compiled convolution may round differently.
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_torch_export():
