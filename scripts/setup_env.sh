@@ -26,9 +26,10 @@ then
   "$PY" -m pip install -q 'torch===2.13.0' torchvision==0.28.0
 fi
 
-if ! "$PY" -c "import numpy, pytest, hypothesis, ninja, expecttest" 2>/dev/null; then
+# Test tools; onnx, onnxscript and onnxruntime only check the ONNX export (tests/test_onnx.py).
+if ! "$PY" -c "import numpy, pytest, hypothesis, ninja, expecttest, onnx, onnxscript, onnxruntime" 2>/dev/null; then
   echo "[setup] installing test tools"
-  "$PY" -m pip install -q numpy pytest hypothesis ninja expecttest
+  "$PY" -m pip install -q numpy pytest hypothesis ninja expecttest onnx onnxscript onnxruntime
 fi
 
 # Rebuild when the compiled sources, the build script or the toolchain changed.
