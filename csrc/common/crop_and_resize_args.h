@@ -193,6 +193,74 @@ inline void check_grads(
       depth);
 }
 
+// What the three ops' string arguments mean, once validated.
+struct ParsedArgs {
+  crop_and_resize_math::Method method;
+  bool nchw;
+};
+
+// Every argument check of one op, in TensorFlow's order (the box_index range is
+// checked by the kernels, which read the values).
+inline ParsedArgs check_forward_args(
+    const at::Tensor& image,
+    const at::Tensor& boxes,
+    const at::Tensor& box_index,
+    int64_t crop_height,
+    int64_t crop_width,
+    const std::string& method,
+    const std::string& data_format) {
+  constexpr const char* op = "crop_and_resize";
+  const ParsedArgs parsed{parse_method(method, op), parse_nchw(data_format, op)};
+  check_image(image, parsed.nchw, op);
+  check_boxes(boxes, box_index, image, "image", op);
+  check_crop_size(crop_height, crop_width, op);
+  return parsed;
+}
+
+inline ParsedArgs check_grad_image_args(
+    const at::Tensor& grads,
+    const at::Tensor& boxes,
+    const at::Tensor& box_index,
+    int64_t batch_size,
+    int64_t image_height,
+    int64_t image_width,
+    int64_t depth,
+    const std::string& method,
+    at::ScalarType dtype,
+    const std::string& data_format) {
+  constexpr const char* op = "crop_and_resize_grad_image";
+  const ParsedArgs parsed{parse_method(method, op), parse_nchw(data_format, op)};
+  TORCH_CHECK_VALUE(
+      batch_size >= 0 && image_height > 0 && image_width > 0 && depth >= 0,
+      op,
+      ": image_size must have batch >= 0, height > 0, width > 0 and depth >= 0, got (",
+      batch_size, ", ", image_height, ", ", image_width, ", ", depth, ") as (B, H, W, D)");
+  TORCH_CHECK_TYPE(
+      dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat || dtype == at::kDouble,
+      op,
+      ": dtype must be float16, bfloat16, float32 or float64, got ",
+      dtype);
+  check_boxes(boxes, box_index, grads, "grads", op);
+  check_grads(grads, boxes, depth, parsed.nchw, op);
+  return parsed;
+}
+
+inline ParsedArgs check_grad_boxes_args(
+    const at::Tensor& grads,
+    const at::Tensor& image,
+    const at::Tensor& boxes,
+    const at::Tensor& box_index,
+    const std::string& method,
+    const std::string& data_format) {
+  constexpr const char* op = "crop_and_resize_grad_boxes";
+  const ParsedArgs parsed{parse_method(method, op), parse_nchw(data_format, op)};
+  check_image(image, parsed.nchw, op);
+  check_boxes(boxes, box_index, image, "image", op);
+  check_grads(grads, boxes, as_nhwc(image, parsed.nchw).size(3), parsed.nchw, op);
+  TORCH_CHECK(grads.device() == image.device(), op, ": grads and image must be on the same device");
+  return parsed;
+}
+
 // The error for box_index[i] outside [0, batch_size); CPU and CUDA raise the same.
 [[noreturn]] inline void throw_bad_box_index(
     const char* op,

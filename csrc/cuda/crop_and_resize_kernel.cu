@@ -318,11 +318,10 @@ at::Tensor crop_and_resize_cuda(
     double extrapolation_value,
     c10::string_view data_format) {
   constexpr const char* op = "crop_and_resize";
-  const Method method = detail::parse_method(std::string(method_name), op);
-  const bool nchw = detail::parse_nchw(std::string(data_format), op);
-  detail::check_image(image, nchw, op);
-  detail::check_boxes(boxes, box_index, image, "image", op);
-  detail::check_crop_size(crop_height, crop_width, op);
+  const detail::ParsedArgs parsed = detail::check_forward_args(
+      image, boxes, box_index, crop_height, crop_width, std::string(method_name), std::string(data_format));
+  const Method method = parsed.method;
+  const bool nchw = parsed.nchw;
   TORCH_CHECK(image.is_cuda(), op, ": image must be a CUDA tensor");
   c10::cuda::CUDAGuard guard(image.device());
 
@@ -370,20 +369,11 @@ at::Tensor crop_and_resize_grad_image_cuda(
     at::ScalarType dtype,
     c10::string_view data_format) {
   constexpr const char* op = "crop_and_resize_grad_image";
-  const Method method = detail::parse_method(std::string(method_name), op);
-  const bool nchw = detail::parse_nchw(std::string(data_format), op);
-  TORCH_CHECK_VALUE(
-      batch_size >= 0 && image_height > 0 && image_width > 0 && depth >= 0,
-      op,
-      ": image_size must have batch >= 0, height > 0, width > 0 and depth >= 0, got (",
-      batch_size, ", ", image_height, ", ", image_width, ", ", depth, ") as (B, H, W, D)");
-  TORCH_CHECK_TYPE(
-      dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat || dtype == at::kDouble,
-      op,
-      ": dtype must be float16, bfloat16, float32 or float64, got ",
-      dtype);
-  detail::check_boxes(boxes, box_index, grads, "grads", op);
-  detail::check_grads(grads, boxes, depth, nchw, op);
+  const detail::ParsedArgs parsed = detail::check_grad_image_args(
+      grads, boxes, box_index, batch_size, image_height, image_width, depth, std::string(method_name), dtype,
+      std::string(data_format));
+  const Method method = parsed.method;
+  const bool nchw = parsed.nchw;
   TORCH_CHECK(grads.is_cuda(), op, ": grads must be a CUDA tensor");
   c10::cuda::CUDAGuard guard(grads.device());
   const at::Tensor index = checked_box_index(box_index, batch_size, op);
@@ -441,13 +431,11 @@ at::Tensor crop_and_resize_grad_boxes_cuda(
     c10::string_view method_name,
     c10::string_view data_format) {
   constexpr const char* op = "crop_and_resize_grad_boxes";
-  const Method method = detail::parse_method(std::string(method_name), op);
-  const bool nchw = detail::parse_nchw(std::string(data_format), op);
-  detail::check_image(image, nchw, op);
-  detail::check_boxes(boxes, box_index, image, "image", op);
+  const detail::ParsedArgs parsed = detail::check_grad_boxes_args(
+      grads, image, boxes, box_index, std::string(method_name), std::string(data_format));
+  const Method method = parsed.method;
+  const bool nchw = parsed.nchw;
   const at::Tensor img = detail::as_nhwc(image, nchw);
-  detail::check_grads(grads, boxes, img.size(3), nchw, op);
-  TORCH_CHECK(grads.device() == image.device(), op, ": grads and image must be on the same device");
   TORCH_CHECK(image.is_cuda(), op, ": image must be a CUDA tensor");
   c10::cuda::CUDAGuard guard(image.device());
   const at::Tensor index = checked_box_index(box_index, img.size(0), op);
