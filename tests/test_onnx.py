@@ -13,7 +13,7 @@ import roi_ext.onnx  # noqa: E402
 
 
 def export_and_run(model, args, tmp_path):
-    program = torch.onnx.export(model, args, dynamo=True, opset_version=18, verbose=False,
+    program = torch.onnx.export(model.eval(), args, dynamo=True, opset_version=18, verbose=False,
                                 custom_translation_table=roi_ext.onnx.custom_translation_table())
     path = tmp_path / "model.onnx"
     program.save(str(path))
