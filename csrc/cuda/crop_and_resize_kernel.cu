@@ -32,35 +32,6 @@ namespace {
 
 using namespace crop_and_resize_math;
 
-// (b, y, x, d) of element `index` of a [N, H, W, D] tensor stored NHWC (d
-// fastest) or NCHW (x fastest).
-__device__ inline void decompose(
-    int64_t index,
-    int64_t height,
-    int64_t width,
-    int64_t depth,
-    bool nchw,
-    int64_t& b,
-    int64_t& y,
-    int64_t& x,
-    int64_t& d) {
-  if (nchw) {
-    x = index % width;
-    index /= width;
-    y = index % height;
-    index /= height;
-    d = index % depth;
-    b = index / depth;
-  } else {
-    d = index % depth;
-    index /= depth;
-    x = index % width;
-    index /= width;
-    y = index % height;
-    b = index / height;
-  }
-}
-
 template <typename scalar_t, typename T>
 __global__ void forward_kernel(
     int64_t total,
@@ -80,7 +51,7 @@ __global__ void forward_kernel(
     Strides4 os) {
   ROI_EXT_KERNEL_LOOP(index, total) {
     int64_t b, y, x, d;
-    decompose(index, crop_height, crop_width, depth, nchw, b, y, x, d);
+    cuda::decompose_nchw(index, depth, crop_height, crop_width, !nchw, b, d, y, x);
     const T* box = boxes + b * 4;
     const T y1 = box[0], x1 = box[1], y2 = box[2], x2 = box[3];
     const scalar_t* src = image + box_index[b] * is.b + d * is.d;
@@ -131,7 +102,7 @@ __global__ void grad_image_atomic_kernel(
     Strides4 os) {
   ROI_EXT_KERNEL_LOOP(index, total) {
     int64_t b, y, x, d;
-    decompose(index, crop_height, crop_width, depth, nchw, b, y, x, d);
+    cuda::decompose_nchw(index, depth, crop_height, crop_width, !nchw, b, d, y, x);
     const T* box = boxes + b * 4;
     const T y1 = box[0], x1 = box[1], y2 = box[2], x2 = box[3];
     const T g = grads[b * gs.b + y * gs.h + x * gs.w + d * gs.d];
@@ -194,7 +165,7 @@ __global__ void grad_image_gather_kernel(
     Strides4 os) {
   ROI_EXT_KERNEL_LOOP(index, total) {
     int64_t bi, y, x, d;
-    decompose(index, height, width, depth, nchw, bi, y, x, d);
+    cuda::decompose_nchw(index, depth, height, width, !nchw, bi, d, y, x);
     const T yf = static_cast<T>(y), xf = static_cast<T>(x);
     acc_t sum = 0;
     for (int64_t k = 0; k < num_boxes; ++k) {

@@ -24,6 +24,35 @@ inline unsigned int blocks_for(int64_t n) {
        i < (n);                                                            \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
+// (n, c, h, w) of element `index` of a [N, C, H, W] tensor stored NCHW (w
+// fastest) or channels-last / NHWC (c fastest): threads follow memory order.
+__device__ inline void decompose_nchw(
+    int64_t index,
+    int64_t channels,
+    int64_t height,
+    int64_t width,
+    bool channels_last,
+    int64_t& n,
+    int64_t& c,
+    int64_t& h,
+    int64_t& w) {
+  if (channels_last) {
+    c = index % channels;
+    index /= channels;
+    w = index % width;
+    index /= width;
+    h = index % height;
+    n = index / height;
+  } else {
+    w = index % width;
+    index /= width;
+    h = index % height;
+    index /= height;
+    c = index % channels;
+    n = index / channels;
+  }
+}
+
 // Index of the first false element of the 1-D bool tensor `ok`, or -1 if all
 // are true. One device reduction and one host synchronisation on the success
 // path (SPEC.md Part A9/A12); the position is looked up only on failure.

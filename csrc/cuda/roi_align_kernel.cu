@@ -45,34 +45,6 @@ struct Layout {
   }
 };
 
-// (k, c, ph, pw) of output element `index` in memory order.
-__device__ inline void decompose(
-    int64_t index,
-    int64_t channels,
-    int64_t pooled_height,
-    int64_t pooled_width,
-    bool channels_last,
-    int64_t& k,
-    int64_t& c,
-    int64_t& ph,
-    int64_t& pw) {
-  if (channels_last) {
-    c = index % channels;
-    index /= channels;
-    pw = index % pooled_width;
-    index /= pooled_width;
-    ph = index % pooled_height;
-    k = index / pooled_height;
-  } else {
-    pw = index % pooled_width;
-    index /= pooled_width;
-    ph = index % pooled_height;
-    index /= pooled_height;
-    c = index % channels;
-    k = index / channels;
-  }
-}
-
 template <typename scalar_t, typename acc_t>
 __global__ void roi_align_forward_kernel(
     int64_t total,
@@ -88,7 +60,7 @@ __global__ void roi_align_forward_kernel(
     scalar_t* __restrict__ output) {
   ROI_EXT_KERNEL_LOOP(index, total) {
     int64_t k, c, ph, pw;
-    decompose(index, in.channels, pooled_height, pooled_width, in.channels_last, k, c, ph, pw);
+    cuda::decompose_nchw(index, in.channels, pooled_height, pooled_width, in.channels_last, k, c, ph, pw);
     const acc_t* roi = rois + k * 5;
     const RoiGeometry<acc_t> g = roi_geometry(
         roi, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode);
@@ -135,7 +107,7 @@ __global__ void roi_align_backward_atomic_kernel(
     acc_t* __restrict__ grad_input) {
   ROI_EXT_KERNEL_LOOP(index, total) {
     int64_t k, c, ph, pw;
-    decompose(index, out.channels, pooled_height, pooled_width, out.channels_last, k, c, ph, pw);
+    cuda::decompose_nchw(index, out.channels, pooled_height, pooled_width, out.channels_last, k, c, ph, pw);
     const acc_t* roi = rois + k * 5;
     const RoiGeometry<acc_t> g = roi_geometry(
         roi, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode);
@@ -182,7 +154,7 @@ __global__ void roi_align_backward_gather_kernel(
   ROI_EXT_KERNEL_LOOP(index, total) {
     int64_t b, c, y, x;
     // grad_input is [B, C, H, W] in NCHW or channels_last order.
-    decompose(index, out.channels, out.height, out.width, out.channels_last, b, c, y, x);
+    cuda::decompose_nchw(index, out.channels, out.height, out.width, out.channels_last, b, c, y, x);
     const acc_t yf = static_cast<acc_t>(y), xf = static_cast<acc_t>(x);
     acc_t sum = 0;
     for (int64_t k = 0; k < num_rois; ++k) {
