@@ -93,14 +93,14 @@ def _check_choice(value, name: str, choices: Sequence[str], op: str) -> str:
 
 
 def _int_list(value, length: int, name: str, op: str) -> List[int]:
-    """A list/tuple or 1-D integer tensor of `length` ints."""
+    """`length` ints from a list, tuple, numpy array or 1-D integer tensor."""
     if isinstance(value, Tensor):
         if value.dim() != 1 or value.numel() != length or value.dtype.is_floating_point or value.is_complex():
             raise ValueError(f"{op}: {name} must hold {length} integers, got a tensor of shape {tuple(value.shape)} "
                              f"and dtype {value.dtype}")
         value = value.tolist()
-    if not isinstance(value, (list, tuple)) or len(value) != length:
-        raise ValueError(f"{op}: {name} must be a list or tuple of {length} integers, got {value!r}")
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != length:
+        raise ValueError(f"{op}: {name} must be a sequence of {length} integers, got {value!r}")
     return [check_int(v, f"{op}: {name}") for v in value]
 
 

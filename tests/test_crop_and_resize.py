@@ -484,3 +484,4 @@ def test_module_and_repr():
         "CropAndResize(method='nearest', extrapolation_value=-1.0, data_format='NCHW')")
     out = m(I3, BOX4, Z4, torch.tensor([3, 3], dtype=torch.int32))
     assert torch.equal(out, roi_ext.crop_and_resize(I3, BOX4, Z4, [3, 3]))
+    assert torch.equal(out, roi_ext.crop_and_resize(I3, BOX4, Z4, np.array([3, 3])))

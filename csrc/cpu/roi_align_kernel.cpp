@@ -85,8 +85,8 @@ struct RoiSamples {
         k,
         " would need ",
         total,
-        " bilinear samples (adaptive sampling of a huge roi); pass a positive "
-        "sampling_ratio");
+        " bilinear samples (output_size x sampling_ratio^2, or adaptive sampling of a "
+        "huge roi); pass a smaller positive sampling_ratio");
     taps.clear();
     taps.reserve(static_cast<size_t>(total));
     bin_begin.resize(pooled_height * pooled_width + 1);
