@@ -218,15 +218,23 @@ struct BoxGradDepthBaseline {
 
 // Prefetches the depth vectors of pixels x and x + 1 (clamped) of two rows
 // (`top` and `bottom` point at pixel 0 of each; pixel stride w_stride floats).
-inline void prefetch_corners_for_write(const float* top, const float* bottom, int64_t x, int64_t width,
-                                      int64_t w_stride, int64_t n) {
+// kWrite: for a read-modify-write. Four explicit prefetches per line: a loop
+// over the four addresses measured markedly slower.
+template <int kWrite>
+ROI_EXT_ALWAYS_INLINE void prefetch_corners(const float* top, const float* bottom, int64_t x, int64_t width,
+                                            int64_t w_stride, int64_t n) {
   const int64_t xr = x + 1 < width ? x + 1 : x;
   for (int64_t line = 0; line < n; line += 16) {  // 16 floats per 64-byte line
-    for (const float* p : {top + x * w_stride, top + xr * w_stride, bottom + x * w_stride, bottom + xr * w_stride}) {
-      __builtin_prefetch(p + line, 1);
-    }
+    __builtin_prefetch(top + x * w_stride + line, kWrite);
+    __builtin_prefetch(top + xr * w_stride + line, kWrite);
+    __builtin_prefetch(bottom + x * w_stride + line, kWrite);
+    __builtin_prefetch(bottom + xr * w_stride + line, kWrite);
   }
 }
+
+// How many columns ahead the forward prefetches (measured on the main benchmark
+// workload: 1 -> no gain, 2 -> 6.9 ms, 4 -> 6.6 ms, 8 -> 8.0 ms, none -> 10.9 ms).
+constexpr int64_t kForwardPrefetchDistance = 4;
 
 // The clones this CPU runs.
 struct DepthLoops {
@@ -336,6 +344,14 @@ void forward_impl(
             if (fast) {
               const float* top = src + ly.lo * is.h;
               const float* bottom = src + ly.hi * is.h;
+              if (x + kForwardPrefetchDistance < crop_width) {
+                // The corners are scattered reads, each a DRAM latency away:
+                // start fetching those of a sample a few columns ahead.
+                const T ahead = sample_coord(x1, x2, step_x, x + kForwardPrefetchDistance, width, crop_width);
+                if (in_range(ahead, width)) {
+                  prefetch_corners<0>(top, bottom, static_cast<int64_t>(ahead), width, is.w, depth);
+                }
+              }
               loops.interp(top + lx.lo * is.w, top + lx.hi * is.w, bottom + lx.lo * is.w,
                            bottom + lx.hi * is.w, lx.frac, ly.frac, row + x * os.w, depth);
               continue;
@@ -510,8 +526,8 @@ void grad_image_impl(
                     // start fetching them while this one is added.
                     const T next_x = sample_coord(x1, x2, step_x, x + 1, width, crop_width);
                     if (in_range(next_x, width)) {
-                      prefetch_corners_for_write(at(ly.lo, 0), at(ly.hi, 0), static_cast<int64_t>(next_x), width,
-                                                 os.w, d1 - d0);
+                      prefetch_corners<1>(at(ly.lo, 0), at(ly.hi, 0), static_cast<int64_t>(next_x), width, os.w,
+                                          d1 - d0);
                     }
                   }
                   loops.scatter(gp + d0, lx.frac, ly.frac, at(ly.lo, lx.lo), at(ly.lo, lx.hi),
