@@ -232,9 +232,10 @@ ROI_EXT_ALWAYS_INLINE void prefetch_corners(const float* top, const float* botto
   }
 }
 
-// How many columns ahead the forward prefetches (measured on the main benchmark
-// workload: 1 -> no gain, 2 -> 6.9 ms, 4 -> 6.6 ms, 8 -> 8.0 ms, none -> 10.9 ms).
-constexpr int64_t kForwardPrefetchDistance = 4;
+// How many columns ahead the kernels prefetch corners (measured on the main
+// benchmark workload, forward: none 10.9 ms, 1 no gain, 2 6.9, 4 6.6, 8 8.0;
+// grad-image: 1 8.4-8.9 ms, 2 7.8-8.4, 4 7.6-8.3).
+constexpr int64_t kPrefetchDistance = 4;
 
 // The clones this CPU runs.
 struct DepthLoops {
@@ -344,10 +345,10 @@ void forward_impl(
             if (fast) {
               const float* top = src + ly.lo * is.h;
               const float* bottom = src + ly.hi * is.h;
-              if (x + kForwardPrefetchDistance < crop_width) {
+              if (x + kPrefetchDistance < crop_width) {
                 // The corners are scattered reads, each a DRAM latency away:
                 // start fetching those of a sample a few columns ahead.
-                const T ahead = sample_coord(x1, x2, step_x, x + kForwardPrefetchDistance, width, crop_width);
+                const T ahead = sample_coord(x1, x2, step_x, x + kPrefetchDistance, width, crop_width);
                 if (in_range(ahead, width)) {
                   prefetch_corners<0>(top, bottom, static_cast<int64_t>(ahead), width, is.w, depth);
                 }
@@ -521,10 +522,10 @@ void grad_image_impl(
               if (fast) {
                 if (method == Method::kBilinear) {
                   const Lerp<T> lx = lerp(in_x);
-                  if (x + 1 < crop_width) {
-                    // The next sample's corners are a scattered read-modify-write:
-                    // start fetching them while this one is added.
-                    const T next_x = sample_coord(x1, x2, step_x, x + 1, width, crop_width);
+                  if (x + kPrefetchDistance < crop_width) {
+                    // The corners are a scattered read-modify-write: start fetching
+                    // those of a sample a few columns ahead.
+                    const T next_x = sample_coord(x1, x2, step_x, x + kPrefetchDistance, width, crop_width);
                     if (in_range(next_x, width)) {
                       prefetch_corners<1>(at(ly.lo, 0), at(ly.hi, 0), static_cast<int64_t>(next_x), width, os.w,
                                           d1 - d0);
