@@ -11,7 +11,6 @@ then prints a summary: shapes, and the ROIAlign results next to torchvision's.
     python examples/demo.py [--out demo.png]
 """
 import argparse
-import math
 
 import numpy as np
 import torch

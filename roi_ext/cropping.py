@@ -8,7 +8,6 @@ axis: no copy, O(1) whatever the size), so autograd, ``torch.compile`` and
 """
 from typing import Any, Dict, List, Tuple
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["cropping1d", "cropping2d", "cropping3d", "Cropping1D", "Cropping2D", "Cropping3D"]

@@ -1,7 +1,6 @@
 """ROIAlign: against torchvision (bit for bit), the SPEC reference, MindSpore and
 torchvision golden values, gradcheck, opcheck, layouts, dtypes and errors."""
 import itertools
-import math
 
 import numpy as np
 import pytest
