@@ -458,3 +458,33 @@ def test_mindspore_golden_gradient(case, arrays):
     module = roi_ext.ROIAlign(case["pooled_height"], case["pooled_width"], case["spatial_scale"], case["sample_num"], 1)
     module(features, torch.from_numpy(arrays["rois"])).backward(torch.from_numpy(arrays["dy"]))
     np.testing.assert_array_equal(features.grad.numpy(), arrays["output"])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bfloat16_rounding_ties_and_nan(channels_last):
+    """bfloat16 outputs are rounded once, to nearest even, NaN kept (the vectorised
+    path must match c10::BFloat16 exactly): columns cycle through 1, 1 + 2^-7 and
+    1 + 2^-6, so bins that average two neighbours land exactly halfway between two
+    bfloat16 values; half of these ties round down (to 1) and half up (to 1 + 2^-6),
+    which truncation would get wrong."""
+    w = 12
+    row = torch.tensor([1.0, 1.0 + 2 ** -7, 1.0 + 2 ** -6] * (w // 3))
+    x = row.expand(1, 19, 8, w).clone()  # 19 channels: two vectors of 8 and a scalar tail
+    x[0, 3, 1, 5] = float("nan")
+    x = x.to(torch.bfloat16)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    # 4-pixel-wide rois, 4 output columns, one sample per bin: samples at x = k + 0.5.
+    rois = torch.tensor([[0, 0.0, 0.0, 4.0, 3.0], [0, 2.0, 1.0, 6.0, 5.0], [0, 3.0, 0.0, 7.0, 7.0]])
+    args = ((3, 4), 1.0, 1, False)
+    exact = roi_ext.roi_align(x.float(), rois, *args)
+    assert (exact == 1 + 2 ** -8).sum() > 50 and (exact == 1 + 3 * 2 ** -8).sum() > 50  # real ties
+    out = roi_ext.roi_align(x, rois, *args)
+    torch.testing.assert_close(out, exact.to(torch.bfloat16), rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(out.float()).any() and (out.float() == 1 + 2 ** -6).any()
+    g = torch.randn(out.shape).to(torch.bfloat16)
+    a = x.clone().requires_grad_()
+    roi_ext.roi_align(a, rois, *args).backward(g)
+    b = x.float().requires_grad_()
+    roi_ext.roi_align(b, rois, *args).backward(g.float())
+    assert torch.equal(a.grad, b.grad.to(torch.bfloat16))

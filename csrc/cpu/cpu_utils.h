@@ -27,7 +27,9 @@ inline int64_t channel_block(int64_t channels, int64_t outer, int64_t tasks_per_
   const int64_t want = tasks_per_thread * static_cast<int64_t>(at::get_num_threads());
   int64_t blocks = outer >= want ? 1 : (want + outer - 1) / std::max<int64_t>(outer, 1);
   blocks = std::max<int64_t>(1, std::min(blocks, channels));
-  return std::max<int64_t>(1, (channels + blocks - 1) / blocks);
+  const int64_t block = std::max<int64_t>(1, (channels + blocks - 1) / blocks);
+  // A multiple of the 8 vector lanes, so blocks run the vectorised loops.
+  return std::min(channels, (block + 7) / 8 * 8);
 }
 
 }  // namespace cpu

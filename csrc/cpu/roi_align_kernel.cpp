@@ -127,6 +127,10 @@ void check_batch_indices(const T* rois, int64_t num_rois, int64_t batch_size, co
   }
 }
 
+// Element types whose channel loops run 8 float lanes at a time (vec.h).
+template <typename scalar_t>
+constexpr bool kVectorised = std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, c10::BFloat16>;
+
 // The bins of one roi for channels [c0, c0 + n) of a channels-last image:
 // out[bin * out_bin_stride + c * out_c_stride] = (sum of the bin's samples) / count.
 // `image` points at channel c0 of pixel (0, 0) of the roi's image.
@@ -145,7 +149,7 @@ ROI_EXT_ALWAYS_INLINE void roi_bins_channels_last(
     const Tap<acc_t>* last = s.taps.data() + s.bin_begin[bin + 1];
     scalar_t* o = out + bin * out_bin_stride;
     int64_t c = 0;
-    if constexpr (std::is_same_v<scalar_t, float>) {
+    if constexpr (kVectorised<scalar_t>) {
       for (; c + cpu::kLanes <= n; c += cpu::kLanes) {
         cpu::vf8 acc = cpu::splat8(0.f);
         for (const Tap<acc_t>* t = first; t != last; ++t) {
@@ -160,7 +164,7 @@ ROI_EXT_ALWAYS_INLINE void roi_bins_channels_last(
           cpu::store8(o + c, r);
         } else {
           for (int64_t l = 0; l < cpu::kLanes; ++l) {
-            o[(c + l) * out_c_stride] = r[l];
+            o[(c + l) * out_c_stride] = static_cast<scalar_t>(r[l]);
           }
         }
       }
@@ -180,26 +184,27 @@ ROI_EXT_ALWAYS_INLINE void roi_bins_channels_last(
   }
 }
 
-// The same loop compiled for AVX2 and for the baseline ISA (vec.h).
-using RoiBinsFloat = void (*)(const RoiSamples<float>&, int64_t, const float*, int64_t, int64_t,
-                              float*, int64_t, int64_t);
-ROI_EXT_TARGET_AVX2 void roi_bins_float_avx2(
-    const RoiSamples<float>& s, int64_t bins, const float* image, int64_t channels, int64_t n,
-    float* out, int64_t out_bin_stride, int64_t out_c_stride) {
-  roi_bins_channels_last<float, float>(s, bins, image, channels, n, out, out_bin_stride, out_c_stride);
+// The same loop compiled for AVX2 and for the baseline ISA (vec.h), for the
+// vectorised element types (float32 and bfloat16, computed in float32).
+template <typename scalar_t>
+ROI_EXT_TARGET_AVX2 void roi_bins_avx2(
+    const RoiSamples<float>& s, int64_t bins, const scalar_t* image, int64_t channels, int64_t n,
+    scalar_t* out, int64_t out_bin_stride, int64_t out_c_stride) {
+  roi_bins_channels_last<scalar_t, float>(s, bins, image, channels, n, out, out_bin_stride, out_c_stride);
 }
-void roi_bins_float_baseline(
-    const RoiSamples<float>& s, int64_t bins, const float* image, int64_t channels, int64_t n,
-    float* out, int64_t out_bin_stride, int64_t out_c_stride) {
-  roi_bins_channels_last<float, float>(s, bins, image, channels, n, out, out_bin_stride, out_c_stride);
+template <typename scalar_t>
+void roi_bins_baseline(
+    const RoiSamples<float>& s, int64_t bins, const scalar_t* image, int64_t channels, int64_t n,
+    scalar_t* out, int64_t out_bin_stride, int64_t out_c_stride) {
+  roi_bins_channels_last<scalar_t, float>(s, bins, image, channels, n, out, out_bin_stride, out_c_stride);
 }
 
 template <typename scalar_t, typename acc_t>
 void roi_bins(
     const RoiSamples<acc_t>& s, int64_t bins, const scalar_t* image, int64_t channels, int64_t n,
     scalar_t* out, int64_t out_bin_stride, int64_t out_c_stride) {
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    static const RoiBinsFloat fn = cpu::use_avx2() ? roi_bins_float_avx2 : roi_bins_float_baseline;
+  if constexpr (kVectorised<scalar_t>) {
+    static const auto fn = cpu::use_avx2() ? roi_bins_avx2<scalar_t> : roi_bins_baseline<scalar_t>;
     fn(s, bins, image, channels, n, out, out_bin_stride, out_c_stride);
   } else {
     roi_bins_channels_last<scalar_t, acc_t>(s, bins, image, channels, n, out, out_bin_stride, out_c_stride);
@@ -342,7 +347,7 @@ ROI_EXT_ALWAYS_INLINE void scatter_bins_channels_last(
           acc_t* dst = image + pos[corner] * channels;
           const acc_t w = wts[corner];
           int64_t c = 0;
-          if constexpr (std::is_same_v<scalar_t, float>) {
+          if constexpr (kVectorised<scalar_t>) {
             if (g_c_stride == 1) {
               for (; c + cpu::kLanes <= n; c += cpu::kLanes) {
                 cpu::store8(dst + c, cpu::load8(dst + c) + corner_grad(cpu::load8(g + c), w, s.count));
@@ -358,26 +363,25 @@ ROI_EXT_ALWAYS_INLINE void scatter_bins_channels_last(
   }
 }
 
-using ScatterBinsFloat = void (*)(const RoiSamples<float>&, int64_t, int64_t, const float*, int64_t,
-                                  int64_t, int64_t, float*, int64_t, int64_t);
-ROI_EXT_TARGET_AVX2 void scatter_bins_float_avx2(
-    const RoiSamples<float>& s, int64_t ph, int64_t pw, const float* grad, int64_t gc, int64_t gh,
+template <typename scalar_t>
+ROI_EXT_TARGET_AVX2 void scatter_bins_avx2(
+    const RoiSamples<float>& s, int64_t ph, int64_t pw, const scalar_t* grad, int64_t gc, int64_t gh,
     int64_t gw, float* image, int64_t channels, int64_t n) {
-  scatter_bins_channels_last<float, float>(s, ph, pw, grad, gc, gh, gw, image, channels, n);
+  scatter_bins_channels_last<scalar_t, float>(s, ph, pw, grad, gc, gh, gw, image, channels, n);
 }
-void scatter_bins_float_baseline(
-    const RoiSamples<float>& s, int64_t ph, int64_t pw, const float* grad, int64_t gc, int64_t gh,
+template <typename scalar_t>
+void scatter_bins_baseline(
+    const RoiSamples<float>& s, int64_t ph, int64_t pw, const scalar_t* grad, int64_t gc, int64_t gh,
     int64_t gw, float* image, int64_t channels, int64_t n) {
-  scatter_bins_channels_last<float, float>(s, ph, pw, grad, gc, gh, gw, image, channels, n);
+  scatter_bins_channels_last<scalar_t, float>(s, ph, pw, grad, gc, gh, gw, image, channels, n);
 }
 
 template <typename scalar_t, typename acc_t>
 void scatter_bins(
     const RoiSamples<acc_t>& s, int64_t ph, int64_t pw, const scalar_t* grad, int64_t gc, int64_t gh,
     int64_t gw, acc_t* image, int64_t channels, int64_t n) {
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    static const ScatterBinsFloat fn =
-        cpu::use_avx2() ? scatter_bins_float_avx2 : scatter_bins_float_baseline;
+  if constexpr (kVectorised<scalar_t>) {
+    static const auto fn = cpu::use_avx2() ? scatter_bins_avx2<scalar_t> : scatter_bins_baseline<scalar_t>;
     fn(s, ph, pw, grad, gc, gh, gw, image, channels, n);
   } else {
     scatter_bins_channels_last<scalar_t, acc_t>(s, ph, pw, grad, gc, gh, gw, image, channels, n);

@@ -9,6 +9,8 @@
 // whichever path runs.
 #pragma once
 
+#include <c10/util/BFloat16.h>
+
 #include <cstdint>
 #include <cstring>
 
@@ -35,6 +37,31 @@ ROI_EXT_ALWAYS_INLINE vf8 load8(const float* p) {
 
 ROI_EXT_ALWAYS_INLINE void store8(float* p, vf8 v) {
   std::memcpy(p, &v, sizeof(v));
+}
+
+// bfloat16 lanes: widened exactly (the upper half of a float), and narrowed with
+// round-to-nearest-even, NaN -> 0x7FC0: lane for lane what c10::BFloat16 does.
+typedef uint16_t vu16x8 __attribute__((vector_size(16)));
+typedef uint32_t vu32x8 __attribute__((vector_size(32)));
+typedef int32_t vi32x8 __attribute__((vector_size(32)));
+
+ROI_EXT_ALWAYS_INLINE vf8 load8(const c10::BFloat16* p) {
+  vu16x8 h;
+  std::memcpy(&h, p, sizeof(h));
+  const vu32x8 w = __builtin_convertvector(h, vu32x8) << 16;
+  vf8 v;
+  std::memcpy(&v, &w, sizeof(v));
+  return v;
+}
+
+ROI_EXT_ALWAYS_INLINE void store8(c10::BFloat16* p, vf8 v) {
+  vu32x8 u;
+  std::memcpy(&u, &v, sizeof(u));
+  const vu32x8 rounded = (u + (((u >> 16) & 1) + 0x7FFF)) >> 16;
+  const vi32x8 nan = v != v;  // all ones in NaN lanes
+  const vu32x8 bits = (rounded & ~(vu32x8)nan) | ((vu32x8)nan & 0x7FC0);
+  const vu16x8 h = __builtin_convertvector(bits, vu16x8);
+  std::memcpy(p, &h, sizeof(h));
 }
 
 ROI_EXT_ALWAYS_INLINE vf8 splat8(float x) {
