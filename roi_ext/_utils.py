@@ -6,7 +6,7 @@ from typing import Tuple
 
 import torch
 
-__all__ = ["check_int", "check_float", "pair"]
+__all__ = ["check_int", "check_float", "check_bool", "check_dense", "pair"]
 
 
 def check_int(value, name: str) -> int:
@@ -23,6 +23,28 @@ def check_float(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     return float(value)
+
+
+try:  # numpy is optional for roi_ext
+    import numpy as _np
+
+    _BOOL_TYPES: tuple = (bool, _np.bool_)
+except ImportError:  # pragma: no cover
+    _BOOL_TYPES = (bool,)
+
+
+def check_bool(value, name: str) -> bool:
+    """A bool (numpy bools too); a string or number is a mistake, not a truth value."""
+    if isinstance(value, _BOOL_TYPES):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+
+
+def check_dense(t: torch.Tensor, name: str, op: str) -> None:
+    """The kernels read strided memory: sparse, quantized or nested tensors are refused here,
+    with the argument's name, rather than by the dispatcher."""
+    if t.layout != torch.strided:
+        raise TypeError(f"{op}: {name} must be a dense (strided) tensor, got layout {t.layout}")
 
 
 def pair(value, name: str) -> Tuple[int, int]:

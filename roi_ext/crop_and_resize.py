@@ -11,7 +11,7 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._utils import check_float, check_int
+from ._utils import check_dense, check_float, check_int
 
 __all__ = ["crop_and_resize", "crop_and_resize_grad_image", "crop_and_resize_grad_boxes", "CropAndResize"]
 
@@ -83,6 +83,7 @@ torch.library.register_autograd("roi_ext::crop_and_resize", _backward, setup_con
 def _check_tensor(value, name: str, op: str) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor, got {type(value).__name__}")
+    check_dense(value, name, op)
     return value
 
 

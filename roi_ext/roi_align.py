@@ -10,7 +10,7 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._utils import check_float, check_int, pair
+from ._utils import check_bool, check_dense, check_float, check_int, pair
 
 __all__ = ["roi_align", "RoIAlign", "ROIAlign"]
 
@@ -158,7 +158,9 @@ def roi_align(
     """
     if not isinstance(input, Tensor):
         raise TypeError(f"roi_align: input must be a Tensor, got {type(input).__name__}")
+    check_dense(input, "input", "roi_align")
     rois = _boxes_to_rois(boxes, input)
+    check_dense(rois, "boxes", "roi_align")
     pooled_height, pooled_width = pair(output_size, "output_size")
     return torch.ops.roi_ext.roi_align(
         input,
@@ -167,7 +169,7 @@ def roi_align(
         pooled_height,
         pooled_width,
         check_int(sampling_ratio, "sampling_ratio"),
-        bool(aligned),
+        check_bool(aligned, "aligned"),
         check_int(roi_end_mode, "roi_end_mode"),
     )
 
@@ -213,7 +215,7 @@ class RoIAlign(nn.Module):
         self._pooled = pair(output_size, "output_size")
         self._scale = check_float(spatial_scale, "spatial_scale")
         self._sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
-        self._aligned = bool(aligned)
+        self._aligned = check_bool(aligned, "aligned")
 
     def forward(self, input: Tensor, rois: Union[Tensor, List[Tensor]]) -> Tensor:
         if torch.jit.is_scripting():
