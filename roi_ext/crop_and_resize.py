@@ -80,11 +80,12 @@ def _backward(ctx, grad):
 torch.library.register_autograd("roi_ext::crop_and_resize", _backward, setup_context=_setup_context)
 
 
-def _check_tensor(value, name: str, op: str) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{op}: {name} must be a Tensor, got {type(value).__name__}")
-    check_dense(value, name, op)
-    return value
+def _check_tensors(op: str, **tensors) -> None:
+    """Each named argument must be a dense Tensor (checked in argument order)."""
+    for name, value in tensors.items():
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{op}: {name} must be a Tensor, got {type(value).__name__}")
+        check_dense(value, name, op)
 
 
 def _check_choice(value, name: str, choices: Sequence[str], op: str) -> str:
@@ -147,9 +148,7 @@ def crop_and_resize(
                 [6.0000, 6.5000, 7.0000]])
     """
     op = "crop_and_resize"
-    _check_tensor(image, "image", op)
-    _check_tensor(boxes, "boxes", op)
-    _check_tensor(box_index, "box_index", op)
+    _check_tensors(op, image=image, boxes=boxes, box_index=box_index)
     crop_height, crop_width = _int_list(crop_size, 2, "crop_size", op)
     return torch.ops.roi_ext.crop_and_resize(
         image,
@@ -191,9 +190,7 @@ def crop_and_resize_grad_image(
                 [0.2500, 0.5000, 0.2500]])
     """
     op = "crop_and_resize_grad_image"
-    _check_tensor(grads, "grads", op)
-    _check_tensor(boxes, "boxes", op)
-    _check_tensor(box_index, "box_index", op)
+    _check_tensors(op, grads=grads, boxes=boxes, box_index=box_index)
     data_format = _check_choice(data_format, "data_format", ("NHWC", "NCHW"), op)
     size = _int_list(image_size, 4, "image_size", op)
     batch, height, width, depth = (size[0], size[2], size[3], size[1]) if data_format == "NCHW" else size
@@ -229,10 +226,7 @@ def crop_and_resize_grad_boxes(
         tensor([[ 62.4000,  23.2000, 134.4000,  31.2000]])
     """
     op = "crop_and_resize_grad_boxes"
-    _check_tensor(grads, "grads", op)
-    _check_tensor(image, "image", op)
-    _check_tensor(boxes, "boxes", op)
-    _check_tensor(box_index, "box_index", op)
+    _check_tensors(op, grads=grads, image=image, boxes=boxes, box_index=box_index)
     return torch.ops.roi_ext.crop_and_resize_grad_boxes(
         grads, image, boxes, box_index, _check_choice(method, "method", _METHODS, op),
         _check_choice(data_format, "data_format", ("NHWC", "NCHW"), op),
