@@ -1,9 +1,13 @@
 // The schema owner of the roi_ext namespace: every operator is defined here once;
-// csrc/cpu and csrc/cuda only register implementations. Fake (meta) kernels and
-// autograd formulas are registered from Python (roi_ext/*.py).
+// csrc/cpu and csrc/cuda only register implementations. Fake (meta) kernels,
+// autograd formulas and autocast are registered from Python (roi_ext/*.py).
+//
+// Built against the LibTorch stable ABI and CPython's limited API (abi3): one
+// binary serves every torch release from the target version on and every
+// Python from 3.10 on.
 #include <Python.h>
 
-#include <torch/library.h>
+#include <torch/csrc/stable/library.h>
 
 // `from roi_ext import _C` loads this library, which runs the static operator
 // registrations below; the module itself is empty (ops live in torch.ops.roi_ext).
@@ -19,7 +23,10 @@ PyMODINIT_FUNC PyInit__C(void) {
   return PyModule_Create(&module_def);
 }
 
-TORCH_LIBRARY(roi_ext, m) {
+// `deterministic` (the backward ops): the caller passes
+// torch.are_deterministic_algorithms_enabled(), which the stable ABI cannot
+// read; the CUDA kernels then use their deterministic gather paths.
+STABLE_TORCH_LIBRARY(roi_ext, m) {
   m.def(
       "roi_align(Tensor input, Tensor rois, float spatial_scale, "
       "SymInt pooled_height, SymInt pooled_width, int sampling_ratio, "
@@ -28,7 +35,7 @@ TORCH_LIBRARY(roi_ext, m) {
       "_roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, "
       "SymInt pooled_height, SymInt pooled_width, SymInt batch_size, "
       "SymInt channels, SymInt height, SymInt width, int sampling_ratio, "
-      "bool aligned, int roi_end_mode) -> Tensor");
+      "bool aligned, int roi_end_mode, bool deterministic=False) -> Tensor");
   m.def(
       "crop_and_resize(Tensor image, Tensor boxes, Tensor box_index, "
       "SymInt crop_height, SymInt crop_width, str method, "
@@ -36,7 +43,7 @@ TORCH_LIBRARY(roi_ext, m) {
   m.def(
       "crop_and_resize_grad_image(Tensor grads, Tensor boxes, Tensor box_index, "
       "SymInt batch_size, SymInt image_height, SymInt image_width, SymInt depth, "
-      "str method, ScalarType dtype, str data_format) -> Tensor");
+      "str method, ScalarType dtype, str data_format, bool deterministic=False) -> Tensor");
   m.def(
       "crop_and_resize_grad_boxes(Tensor grads, Tensor image, Tensor boxes, "
       "Tensor box_index, str method, str data_format) -> Tensor");

@@ -8,7 +8,7 @@
 // coordinate c maps to pixel c * (size - 1) ("align corners").
 #pragma once
 
-#include <c10/macros/Macros.h>
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cmath>
 #include <cstdint>

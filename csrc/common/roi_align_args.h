@@ -1,46 +1,38 @@
 // Host-side argument validation of the ROIAlign operators, shared by the CPU and
 // CUDA kernels so that both reject the same inputs with the same messages.
-// Messages name the argument; the exception types map to Python's ValueError
-// (TORCH_CHECK_VALUE), TypeError (TORCH_CHECK_TYPE) and IndexError
-// (TORCH_CHECK_INDEX).
+// Messages name the argument; the error kinds map to Python's ValueError,
+// TypeError and IndexError (csrc/common/stable.h).
 #pragma once
 
-#include <ATen/core/Tensor.h>
-#include <c10/util/Exception.h>
+#include "stable.h"
 
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 
 namespace roi_ext {
 namespace detail {
 
-inline bool is_roi_align_dtype(at::ScalarType t) {
-  return t == at::kFloat || t == at::kDouble || t == at::kHalf ||
-      t == at::kBFloat16;
+inline bool is_roi_align_dtype(ScalarType t) {
+  return is_floating(t);
 }
 
-// The memory format roi_ext computes in and returns: channels_last when the
-// tensor is exactly channels_last (and not also plain contiguous), else NCHW.
-// roi_ext/roi_align.py applies the same rule in the fake kernels.
-inline at::MemoryFormat roi_align_memory_format(const at::Tensor& t) {
-  return (t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous())
-      ? at::MemoryFormat::ChannelsLast
-      : at::MemoryFormat::Contiguous;
+// The memory format roi_ext computes in and returns (see nchw_memory_format).
+inline MemoryFormat roi_align_memory_format(const Tensor& t) {
+  return nchw_memory_format(t);
 }
 
-inline void check_rois(const at::Tensor& rois, const char* op) {
-  TORCH_CHECK_VALUE(
+inline void check_rois(const Tensor& rois, const char* op) {
+  ROI_EXT_CHECK_VALUE(
       rois.dim() == 2 && rois.size(1) == 5,
       op,
       ": rois must have shape [K, 5] with rows (batch_index, x1, y1, x2, y2), "
       "got shape ",
-      rois.sizes());
-  TORCH_CHECK_TYPE(
-      at::isFloatingType(rois.scalar_type()),
+      shape_of(rois));
+  ROI_EXT_CHECK_TYPE(
+      is_floating(rois.scalar_type()),
       op,
       ": rois must be a floating-point tensor, got ",
-      rois.scalar_type());
+      dtype_name(rois.scalar_type()));
 }
 
 inline void check_common_args(
@@ -49,12 +41,12 @@ inline void check_common_args(
     int64_t pooled_height,
     int64_t pooled_width,
     int64_t roi_end_mode) {
-  TORCH_CHECK_VALUE(
+  ROI_EXT_CHECK_VALUE(
       std::isfinite(spatial_scale),
       op,
       ": spatial_scale must be finite, got ",
       spatial_scale);
-  TORCH_CHECK_VALUE(
+  ROI_EXT_CHECK_VALUE(
       pooled_height >= 0 && pooled_width >= 0,
       op,
       ": output size (pooled_height, pooled_width) must be non-negative, got (",
@@ -62,7 +54,7 @@ inline void check_common_args(
       ", ",
       pooled_width,
       ")");
-  TORCH_CHECK_VALUE(
+  ROI_EXT_CHECK_VALUE(
       roi_end_mode == 0 || roi_end_mode == 1,
       op,
       ": roi_end_mode must be 0 or 1, got ",
@@ -70,37 +62,37 @@ inline void check_common_args(
 }
 
 inline void check_roi_align_forward_args(
-    const at::Tensor& input,
-    const at::Tensor& rois,
+    const Tensor& input,
+    const Tensor& rois,
     double spatial_scale,
     int64_t pooled_height,
     int64_t pooled_width,
     int64_t roi_end_mode) {
   constexpr const char* op = "roi_align";
-  TORCH_CHECK_VALUE(
+  ROI_EXT_CHECK_VALUE(
       input.dim() == 4,
       op,
       ": input must be a 4-D tensor [N, C, H, W], got shape ",
-      input.sizes());
-  TORCH_CHECK_TYPE(
+      shape_of(input));
+  ROI_EXT_CHECK_TYPE(
       is_roi_align_dtype(input.scalar_type()),
       op,
       ": input must be float16, bfloat16, float32 or float64, got ",
-      input.scalar_type());
+      dtype_name(input.scalar_type()));
   check_rois(rois, op);
-  TORCH_CHECK(
+  ROI_EXT_CHECK(
       input.device() == rois.device(),
       op,
       ": input and rois must be on the same device, got input on ",
-      input.device(),
+      device_of(input),
       " and rois on ",
-      rois.device());
+      device_of(rois));
   check_common_args(op, spatial_scale, pooled_height, pooled_width, roi_end_mode);
 }
 
 inline void check_roi_align_backward_args(
-    const at::Tensor& grad,
-    const at::Tensor& rois,
+    const Tensor& grad,
+    const Tensor& rois,
     double spatial_scale,
     int64_t pooled_height,
     int64_t pooled_width,
@@ -111,20 +103,20 @@ inline void check_roi_align_backward_args(
     int64_t roi_end_mode) {
   constexpr const char* op = "_roi_align_backward";
   check_rois(rois, op);
-  TORCH_CHECK_TYPE(
+  ROI_EXT_CHECK_TYPE(
       is_roi_align_dtype(grad.scalar_type()),
       op,
       ": grad must be float16, bfloat16, float32 or float64, got ",
-      grad.scalar_type());
-  TORCH_CHECK(
+      dtype_name(grad.scalar_type()));
+  ROI_EXT_CHECK(
       grad.device() == rois.device(),
       op,
       ": grad and rois must be on the same device, got grad on ",
-      grad.device(),
+      device_of(grad),
       " and rois on ",
-      rois.device());
+      device_of(rois));
   check_common_args(op, spatial_scale, pooled_height, pooled_width, roi_end_mode);
-  TORCH_CHECK_VALUE(
+  ROI_EXT_CHECK_VALUE(
       batch_size >= 0 && channels >= 0 && height >= 0 && width >= 0,
       op,
       ": input size (batch_size, channels, height, width) must be non-negative, "
@@ -137,7 +129,7 @@ inline void check_roi_align_backward_args(
       ", ",
       width,
       ")");
-  TORCH_CHECK_VALUE(
+  ROI_EXT_CHECK_VALUE(
       grad.dim() == 4 && grad.size(0) == rois.size(0) &&
           grad.size(1) == channels && grad.size(2) == pooled_height &&
           grad.size(3) == pooled_width,
@@ -151,7 +143,7 @@ inline void check_roi_align_backward_args(
       ", ",
       pooled_width,
       "], got ",
-      grad.sizes());
+      shape_of(grad));
 }
 
 // The error for a roi whose batch index (row k, column 0) is outside
@@ -161,17 +153,7 @@ inline void check_roi_align_backward_args(
     int64_t k,
     double value,
     int64_t batch_size) {
-  TORCH_CHECK_INDEX(
-      false,
-      op,
-      ": rois[",
-      k,
-      ", 0] (batch index) is ",
-      value,
-      ", outside [0, ",
-      batch_size,
-      ")");
-  abort();  // unreachable
+  fail(ErrorKind::kIndex, op, ": rois[", k, ", 0] (batch index) is ", value, ", outside [0, ", batch_size, ")");
 }
 
 }  // namespace detail

@@ -8,7 +8,7 @@
 // nvcc --fmad=false), which would otherwise change the last bits.
 #pragma once
 
-#include <c10/macros/Macros.h>
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cmath>
 #include <cstdint>

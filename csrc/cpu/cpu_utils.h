@@ -2,7 +2,7 @@
 // each output element is computed by one task in a fixed order.
 #pragma once
 
-#include <ATen/Parallel.h>
+#include <torch/csrc/stable/ops.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -13,7 +13,7 @@ namespace cpu {
 // Inner-loop iterations below which a parallel region costs more than it saves.
 constexpr int64_t kMinWorkPerChunk = 32768;
 
-// at::parallel_for grain for tasks of about `work` inner iterations each: small
+// torch::stable::parallel_for grain for tasks of about `work` inner iterations each: small
 // problems run inline on the calling thread, large ones on every thread.
 inline int64_t grain_for(int64_t work) {
   return std::max<int64_t>(1, kMinWorkPerChunk / std::max<int64_t>(1, work));
@@ -24,7 +24,7 @@ inline int64_t grain_for(int64_t work) {
 // blocks when fewer. Each block repeats the per-sample set-up, so kernels whose
 // set-up is costly ask for fewer tasks.
 inline int64_t channel_block(int64_t channels, int64_t outer, int64_t tasks_per_thread = 4) {
-  const int64_t want = tasks_per_thread * static_cast<int64_t>(at::get_num_threads());
+  const int64_t want = tasks_per_thread * static_cast<int64_t>(torch::stable::get_num_threads());
   int64_t blocks = outer >= want ? 1 : (want + outer - 1) / std::max<int64_t>(outer, 1);
   blocks = std::max<int64_t>(1, std::min(blocks, channels));
   const int64_t block = std::max<int64_t>(1, (channels + blocks - 1) / blocks);

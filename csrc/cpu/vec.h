@@ -9,7 +9,7 @@
 // whichever path runs.
 #pragma once
 
-#include <c10/util/BFloat16.h>
+#include <torch/headeronly/util/BFloat16.h>
 
 #include <cstdint>
 #include <cstring>
