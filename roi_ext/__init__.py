@@ -7,6 +7,7 @@ and CUDA kernels registered under ``torch.ops.roi_ext``.
 import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # noqa: F401  (loads the compiled operators)
+from . import _autocast  # noqa: F401  (autocast kernels)
 from .crop_and_resize import CropAndResize, crop_and_resize, crop_and_resize_grad_boxes, crop_and_resize_grad_image
 from .cropping import Cropping1D, Cropping2D, Cropping3D, cropping1d, cropping2d, cropping3d
 from .roi_align import ROIAlign, RoIAlign, roi_align
@@ -26,4 +27,4 @@ __all__ = [
     "Cropping2D",
     "Cropping3D",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -6,7 +6,7 @@ from typing import Tuple
 
 import torch
 
-__all__ = ["check_int", "check_float", "check_bool", "check_dense", "pair"]
+__all__ = ["check_int", "check_float", "check_bool", "check_dense", "pair", "call_op", "translate_error", "deterministic"]
 
 
 def check_int(value, name: str) -> int:
@@ -64,3 +64,44 @@ def pair(value, name: str) -> Tuple[int, int]:
         if not isinstance(v, torch.SymInt) and v < 0:
             raise ValueError(f"{name} must be non-negative, got {value!r}")
     return result
+
+
+# The compiled kernels (LibTorch stable ABI) can only raise RuntimeError; their
+# messages start with the Python exception type the error stands for
+# (csrc/common/stable.h). The front-ends call the ops through call_op, which
+# re-raises such an error as that type with the rest of the message.
+_ERROR_TYPES = {
+    "ValueError: ": ValueError,
+    "TypeError: ": TypeError,
+    "IndexError: ": IndexError,
+    "OutOfMemoryError: ": torch.OutOfMemoryError,
+    "RuntimeError: ": RuntimeError,
+}
+
+
+def translate_error(e: RuntimeError) -> BaseException:
+    """The typed exception a tagged kernel error stands for (e itself otherwise)."""
+    message = str(e)
+    for tag, cls in _ERROR_TYPES.items():
+        if message.startswith(tag):
+            return cls(message[len(tag):])
+    return e
+
+
+def call_op(op, *args):
+    """op(*args), with the kernels' tagged RuntimeErrors re-raised as their own types."""
+    if torch.compiler.is_compiling():
+        return op(*args)
+    try:
+        return op(*args)
+    except RuntimeError as e:
+        translated = translate_error(e)
+        if translated is e:
+            raise
+        raise translated from None
+
+
+def deterministic() -> bool:
+    """The flag the backward ops take: torch.use_deterministic_algorithms(True)
+    makes the CUDA kernels use their deterministic paths."""
+    return torch.are_deterministic_algorithms_enabled()

@@ -11,7 +11,7 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._utils import check_dense, check_float, check_int
+from ._utils import call_op, check_dense, check_float, check_int, deterministic
 
 __all__ = ["crop_and_resize", "crop_and_resize_grad_image", "crop_and_resize_grad_boxes", "CropAndResize"]
 
@@ -42,7 +42,7 @@ def _crop_and_resize_fake(image, boxes, box_index, crop_height, crop_width, meth
 
 @torch.library.register_fake("roi_ext::crop_and_resize_grad_image")
 def _grad_image_fake(grads, boxes, box_index, batch_size, image_height, image_width, depth, method, dtype,
-                     data_format):
+                     data_format, deterministic=False):
     torch._check(grads.dim() == 4, lambda: "crop_and_resize_grad_image: grads must be a 4-D tensor")
     return grads.new_empty(_layout_shape(batch_size, image_height, image_width, depth, data_format), dtype=dtype)
 
@@ -66,13 +66,15 @@ def _backward(ctx, grad):
     grad_image = grad_boxes = None
     if ctx.needs_input_grad[0]:
         batch, height, width, depth = _nhwc_shape(image, ctx.data_format)
-        grad_image = torch.ops.roi_ext.crop_and_resize_grad_image(
-            grad, boxes, box_index, batch, height, width, depth, ctx.method, image.dtype, ctx.data_format
+        grad_image = call_op(
+            torch.ops.roi_ext.crop_and_resize_grad_image,
+            grad, boxes, box_index, batch, height, width, depth, ctx.method, image.dtype, ctx.data_format,
+            deterministic(),
         )
     if ctx.needs_input_grad[1]:
         # TensorFlow's box gradient for bilinear and nearest; zero for bilinear_v2 (SPEC Part A8).
-        grad_boxes = torch.ops.roi_ext.crop_and_resize_grad_boxes(
-            grad, image, boxes, box_index, ctx.method, ctx.data_format
+        grad_boxes = call_op(
+            torch.ops.roi_ext.crop_and_resize_grad_boxes, grad, image, boxes, box_index, ctx.method, ctx.data_format
         ).to(boxes.dtype)
     return grad_image, grad_boxes, None, None, None, None, None, None
 
@@ -150,7 +152,8 @@ def crop_and_resize(
     op = "crop_and_resize"
     _check_tensors(op, image=image, boxes=boxes, box_index=box_index)
     crop_height, crop_width = _int_list(crop_size, 2, "crop_size", op)
-    return torch.ops.roi_ext.crop_and_resize(
+    return call_op(
+        torch.ops.roi_ext.crop_and_resize,
         image,
         boxes,
         box_index,
@@ -197,9 +200,10 @@ def crop_and_resize_grad_image(
     if not isinstance(dtype, torch.dtype) or dtype not in _GRAD_DTYPES:
         raise TypeError(f"{op}: dtype must be torch.float16, torch.bfloat16, torch.float32 or torch.float64, "
                         f"got {dtype!r}")
-    return torch.ops.roi_ext.crop_and_resize_grad_image(
+    return call_op(
+        torch.ops.roi_ext.crop_and_resize_grad_image,
         grads, boxes, box_index, batch, height, width, depth, _check_choice(method, "method", _METHODS, op), dtype,
-        data_format,
+        data_format, deterministic(),
     )
 
 
@@ -227,7 +231,8 @@ def crop_and_resize_grad_boxes(
     """
     op = "crop_and_resize_grad_boxes"
     _check_tensors(op, grads=grads, image=image, boxes=boxes, box_index=box_index)
-    return torch.ops.roi_ext.crop_and_resize_grad_boxes(
+    return call_op(
+        torch.ops.roi_ext.crop_and_resize_grad_boxes,
         grads, image, boxes, box_index, _check_choice(method, "method", _METHODS, op),
         _check_choice(data_format, "data_format", ("NHWC", "NCHW"), op),
     )

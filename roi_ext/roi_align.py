@@ -10,7 +10,7 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._utils import check_bool, check_dense, check_float, check_int, pair
+from ._utils import call_op, check_bool, check_dense, check_float, check_int, deterministic, pair
 
 __all__ = ["roi_align", "RoIAlign", "ROIAlign"]
 
@@ -41,7 +41,7 @@ def _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width, sam
 @torch.library.register_fake("roi_ext::_roi_align_backward")
 def _roi_align_backward_fake(
     grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width,
-    sampling_ratio, aligned, roi_end_mode,
+    sampling_ratio, aligned, roi_end_mode, deterministic=False,
 ):
     torch._check(grad.dim() == 4, lambda: "_roi_align_backward: grad must be 4-D")
     torch._check(grad.dtype in _DTYPES, lambda: f"_roi_align_backward: unsupported grad dtype {grad.dtype}")
@@ -65,9 +65,10 @@ def _backward(ctx, grad):
     (rois,) = ctx.saved_tensors
     spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode = ctx.args
     batch_size, channels, height, width = ctx.input_shape
-    grad_input = torch.ops.roi_ext._roi_align_backward(
+    grad_input = call_op(
+        torch.ops.roi_ext._roi_align_backward,
         grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width,
-        sampling_ratio, aligned, roi_end_mode,
+        sampling_ratio, aligned, roi_end_mode, deterministic(),
     )
     # The rois receive no gradient (SPEC.md Part A13).
     return grad_input, None, None, None, None, None, None, None
@@ -75,7 +76,7 @@ def _backward(ctx, grad):
 
 def _backward_setup_context(ctx, inputs, output):
     grad, rois, spatial_scale, pooled_height, pooled_width = inputs[:5]
-    sampling_ratio, aligned, roi_end_mode = inputs[9:]
+    sampling_ratio, aligned, roi_end_mode = inputs[9:12]
     ctx.save_for_backward(rois)
     ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode)
 
@@ -83,8 +84,8 @@ def _backward_setup_context(ctx, inputs, output):
 def _backward_backward(ctx, grad_grad_input):
     # _roi_align_backward is linear in `grad`; its adjoint is the forward.
     (rois,) = ctx.saved_tensors
-    grad_grad = torch.ops.roi_ext.roi_align(grad_grad_input, rois, *ctx.args)
-    return (grad_grad,) + (None,) * 11
+    grad_grad = call_op(torch.ops.roi_ext.roi_align, grad_grad_input, rois, *ctx.args)
+    return (grad_grad,) + (None,) * 12
 
 
 torch.library.register_autograd("roi_ext::roi_align", _backward, setup_context=_setup_context)
@@ -162,7 +163,8 @@ def roi_align(
     rois = _boxes_to_rois(boxes, input)
     check_dense(rois, "boxes", "roi_align")
     pooled_height, pooled_width = pair(output_size, "output_size")
-    return torch.ops.roi_ext.roi_align(
+    return call_op(
+        torch.ops.roi_ext.roi_align,
         input,
         rois,
         check_float(spatial_scale, "spatial_scale"),
@@ -264,8 +266,13 @@ class ROIAlign(nn.Module):
 
     def forward(self, features: Tensor, rois: Tensor) -> Tensor:
         # The arguments were checked in __init__; the op checks the tensors.
-        return torch.ops.roi_ext.roi_align(
-            features, rois, self.spatial_scale, self.pooled_height, self.pooled_width, self.sample_num, False,
+        if torch.jit.is_scripting():
+            return torch.ops.roi_ext.roi_align(
+                features, rois, self.spatial_scale, self.pooled_height, self.pooled_width, self.sample_num, False,
+                self.roi_end_mode,
+            )
+        return call_op(
+            torch.ops.roi_ext.roi_align, features, rois, self.spatial_scale, self.pooled_height, self.pooled_width, self.sample_num, False,
             self.roi_end_mode,
         )
 

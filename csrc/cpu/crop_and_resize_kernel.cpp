@@ -12,22 +12,13 @@
 //   reference order (box, y, x, corner), which is TensorFlow's deterministic
 //   order, so float32 results are bit-identical to it at any thread count;
 // * grad-boxes: one task per box, which sums over (y, x, d) in TensorFlow's order.
-#include <ATen/Dispatch.h>
-#include <ATen/Dispatch_v2.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
-#include <torch/library.h>
-
 #include <algorithm>
 #include <vector>
 
 #include "../common/crop_and_resize_args.h"
 #include "../common/crop_and_resize_math.h"
+#include "../common/stable.h"
 #include "cpu_utils.h"
-#include "output_allocator.h"
 #include "vec.h"
 
 namespace roi_ext {
@@ -46,10 +37,10 @@ using detail::nhwc_strides;
 
 // Reads box_index as int64 and checks every value lies in [0, batch_size).
 std::vector<int64_t> checked_box_index(
-    const at::Tensor& box_index,
+    const Tensor& box_index,
     int64_t batch_size,
     const char* op) {
-  const at::Tensor idx = box_index.to(at::kLong).contiguous();
+  const Tensor idx = contiguous(to_dtype(box_index, ScalarType::Long), "box_index");
   const int64_t* p = idx.const_data_ptr<int64_t>();
   std::vector<int64_t> out(p, p + idx.numel());
   for (size_t i = 0; i < out.size(); ++i) {
@@ -260,15 +251,15 @@ const DepthLoops& depth_loops() {
 // ---------------------------------------------------------------------------
 template <typename scalar_t, typename T>
 void forward_impl(
-    const at::Tensor& image,
+    const Tensor& image,
     Strides is,
-    const at::Tensor& boxes,
+    const Tensor& boxes,
     const std::vector<int64_t>& box_index,
     int64_t crop_height,
     int64_t crop_width,
     Method method,
     T extrapolation_value,
-    at::Tensor& output,
+    Tensor& output,
     Strides os) {
   const int64_t num_boxes = boxes.size(0);
   const int64_t height = image.size(1), width = image.size(2), depth = image.size(3);
@@ -280,7 +271,7 @@ void forward_impl(
   const bool fast = std::is_same_v<scalar_t, float> && is.d == 1 && os.d == 1;
   const DepthLoops& loops = depth_loops();
 
-  at::parallel_for(0, num_boxes * crop_height, grain, [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, num_boxes * crop_height, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / crop_height;
       const int64_t y = task % crop_height;
@@ -382,48 +373,48 @@ void forward_impl(
   });
 }
 
-at::Tensor crop_and_resize_cpu(
-    const at::Tensor& image,
-    const at::Tensor& boxes,
-    const at::Tensor& box_index,
+Tensor crop_and_resize_cpu(
+    const Tensor& image,
+    const Tensor& boxes,
+    const Tensor& box_index,
     int64_t crop_height,
     int64_t crop_width,
-    c10::string_view method_name,
+    std::string method_name,
     double extrapolation_value,
-    c10::string_view data_format) {
+    std::string data_format) {
   constexpr const char* op = "crop_and_resize";
   const detail::ParsedArgs parsed = detail::check_forward_args(
-      image, boxes, box_index, crop_height, crop_width, std::string(method_name), std::string(data_format));
+      image, boxes, box_index, crop_height, crop_width, method_name, data_format);
   const Method method = parsed.method;
   const bool nchw = parsed.nchw;
-  TORCH_CHECK(image.is_cpu(), op, ": image must be a CPU tensor");
+  ROI_EXT_CHECK(image.is_cpu(), op, ": image must be a CPU tensor, got ", device_of(image));
 
-  const at::Tensor img = detail::as_nhwc(image, nchw);  // a view
+  const Tensor img = detail::as_nhwc(image, nchw);  // a view
   const int64_t batch = img.size(0), depth = img.size(3);
   const std::vector<int64_t> index = checked_box_index(box_index, batch, op);
   const int64_t num_boxes = boxes.size(0);
-  const at::ScalarType out_type = image.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor output = nchw
-      ? cpu::empty_output(kForwardOutput, {num_boxes, depth, crop_height, crop_width}, out_type)
-      : cpu::empty_output(kForwardOutput, {num_boxes, crop_height, crop_width, depth}, out_type);
+  const ScalarType out_type = image.scalar_type() == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
+  Tensor output = nchw
+      ? empty(kForwardOutput, {num_boxes, depth, crop_height, crop_width}, out_type, image.device())
+      : empty(kForwardOutput, {num_boxes, crop_height, crop_width, depth}, out_type, image.device());
   if (output.numel() == 0) {
     return output;
   }
   const Strides is = nhwc_strides(image, nchw);
   const Strides os = nhwc_strides(output, nchw);
-  AT_DISPATCH_V2(
+  THO_DISPATCH_V2(
       image.scalar_type(), "crop_and_resize_cpu", AT_WRAP([&] {
         if constexpr (std::is_same_v<scalar_t, double>) {
-          forward_impl<scalar_t, double>(
+          (forward_impl<scalar_t, double>)(
               img, is, boxes_as<double>(boxes), index, crop_height, crop_width, method,
               extrapolation_value, output, os);
         } else {
-          forward_impl<scalar_t, float>(
+          (forward_impl<scalar_t, float>)(
               img, is, boxes_as<float>(boxes), index, crop_height, crop_width, method,
               static_cast<float>(extrapolation_value), output, os);
         }
       }),
-      AT_EXPAND(AT_ALL_TYPES), at::kHalf, at::kBFloat16);
+      AT_EXPAND(AT_ALL_TYPES), ScalarType::Half, ScalarType::BFloat16);
   return output;
 }
 
@@ -435,16 +426,16 @@ at::Tensor crop_and_resize_cpu(
 // half outputs are rounded once at the end, Part A3).
 template <typename T, typename acc_t>
 void grad_image_impl(
-    const at::Tensor& grads,
+    const Tensor& grads,
     Strides gs,
-    const at::Tensor& boxes,
+    const Tensor& boxes,
     const std::vector<int64_t>& box_index,
     int64_t batch,
     int64_t height,
     int64_t width,
     int64_t depth,
     Method method,
-    at::Tensor& grad_image,
+    Tensor& grad_image,
     Strides os) {
   const int64_t crop_height = grads.size(1), crop_width = grads.size(2);
   const T* g = grads.const_data_ptr<T>();
@@ -459,7 +450,7 @@ void grad_image_impl(
   const bool fast = kFloat && gs.d == 1 && os.d == 1;
   const DepthLoops& loops = depth_loops();
 
-  at::parallel_for(0, batch * blocks, grain, [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, batch * blocks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bi = task / blocks;
       const int64_t d0 = (task % blocks) * dblock;
@@ -561,37 +552,37 @@ void grad_image_impl(
   });
 }
 
-at::Tensor crop_and_resize_grad_image_cpu(
-    const at::Tensor& grads,
-    const at::Tensor& boxes,
-    const at::Tensor& box_index,
+Tensor crop_and_resize_grad_image_cpu(
+    const Tensor& grads,
+    const Tensor& boxes,
+    const Tensor& box_index,
     int64_t batch_size,
     int64_t image_height,
     int64_t image_width,
     int64_t depth,
-    c10::string_view method_name,
-    at::ScalarType dtype,
-    c10::string_view data_format) {
+    std::string method_name,
+    ScalarType dtype,
+    std::string data_format,
+    bool /*deterministic: the CPU kernel always is*/) {
   constexpr const char* op = "crop_and_resize_grad_image";
   const detail::ParsedArgs parsed = detail::check_grad_image_args(
-      grads, boxes, box_index, batch_size, image_height, image_width, depth, std::string(method_name), dtype,
-      std::string(data_format));
+      grads, boxes, box_index, batch_size, image_height, image_width, depth, method_name, dtype,
+      data_format);
   const Method method = parsed.method;
   const bool nchw = parsed.nchw;
-  TORCH_CHECK(grads.is_cpu(), op, ": grads must be a CPU tensor");
+  ROI_EXT_CHECK(grads.is_cpu(), op, ": grads must be a CPU tensor, got ", device_of(grads));
   const std::vector<int64_t> index = checked_box_index(box_index, batch_size, op);
 
-  const at::ScalarType acc_type = dtype == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor grad_image = nchw
-      ? cpu::empty_output(kGradImageOutput, {batch_size, depth, image_height, image_width}, acc_type)
-      : cpu::empty_output(kGradImageOutput, {batch_size, image_height, image_width, depth}, acc_type);
-  grad_image.zero_();
+  const ScalarType acc_type = dtype == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
+  Tensor grad_image = nchw
+      ? zeros(kGradImageOutput, {batch_size, depth, image_height, image_width}, acc_type, grads.device())
+      : zeros(kGradImageOutput, {batch_size, image_height, image_width, depth}, acc_type, grads.device());
   if (grad_image.numel() == 0 || grads.numel() == 0) {
-    return grad_image.to(dtype);
+    return to_dtype(grad_image, dtype);
   }
   const Strides os = nhwc_strides(grad_image, nchw);
-  const bool use_double = grads.scalar_type() == at::kDouble;
-  const at::Tensor g = detail::as_nhwc(grads.to(use_double ? at::kDouble : at::kFloat), nchw);
+  const bool use_double = grads.scalar_type() == ScalarType::Double;
+  const Tensor g = detail::as_nhwc(to_dtype(grads, use_double ? ScalarType::Double : ScalarType::Float), nchw);
   const Strides gs{g.stride(0), g.stride(1), g.stride(2), g.stride(3)};
   auto run = [&](auto t_tag, auto acc_tag) {
     using T = decltype(t_tag);
@@ -601,11 +592,11 @@ at::Tensor crop_and_resize_grad_image_cpu(
         method, grad_image, os);
   };
   if (use_double) {
-    acc_type == at::kDouble ? run(double{}, double{}) : run(double{}, float{});
+    acc_type == ScalarType::Double ? run(double{}, double{}) : run(double{}, float{});
   } else {
-    acc_type == at::kDouble ? run(float{}, double{}) : run(float{}, float{});
+    acc_type == ScalarType::Double ? run(float{}, double{}) : run(float{}, float{});
   }
-  return grad_image.to(dtype);
+  return to_dtype(grad_image, dtype);
 }
 
 // ---------------------------------------------------------------------------
@@ -613,13 +604,13 @@ at::Tensor crop_and_resize_grad_image_cpu(
 // ---------------------------------------------------------------------------
 template <typename scalar_t, typename T>
 void grad_boxes_impl(
-    const at::Tensor& grads,
+    const Tensor& grads,
     Strides gs,
-    const at::Tensor& image,
+    const Tensor& image,
     Strides is,
-    const at::Tensor& boxes,
+    const Tensor& boxes,
     const std::vector<int64_t>& box_index,
-    at::Tensor& output) {
+    Tensor& output) {
   const int64_t num_boxes = boxes.size(0);
   const int64_t crop_height = grads.size(1), crop_width = grads.size(2);
   const int64_t height = image.size(1), width = image.size(2), depth = image.size(3);
@@ -628,7 +619,7 @@ void grad_boxes_impl(
   const T* box = boxes.const_data_ptr<T>();
   T* out = output.mutable_data_ptr<T>();
   const int64_t grain = grain_for(8 * crop_height * crop_width * depth);
-  at::parallel_for(0, num_boxes, grain, [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, num_boxes, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const scalar_t* image_b = img + box_index[b] * is.b;
       if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<T, float>) {
@@ -647,52 +638,52 @@ void grad_boxes_impl(
   });
 }
 
-at::Tensor crop_and_resize_grad_boxes_cpu(
-    const at::Tensor& grads,
-    const at::Tensor& image,
-    const at::Tensor& boxes,
-    const at::Tensor& box_index,
-    c10::string_view method_name,
-    c10::string_view data_format) {
+Tensor crop_and_resize_grad_boxes_cpu(
+    const Tensor& grads,
+    const Tensor& image,
+    const Tensor& boxes,
+    const Tensor& box_index,
+    std::string method_name,
+    std::string data_format) {
   constexpr const char* op = "crop_and_resize_grad_boxes";
   const detail::ParsedArgs parsed = detail::check_grad_boxes_args(
-      grads, image, boxes, box_index, std::string(method_name), std::string(data_format));
+      grads, image, boxes, box_index, method_name, data_format);
   const Method method = parsed.method;
   const bool nchw = parsed.nchw;
-  const at::Tensor img = detail::as_nhwc(image, nchw);
-  TORCH_CHECK(image.is_cpu(), op, ": image must be a CPU tensor");
+  const Tensor img = detail::as_nhwc(image, nchw);
+  ROI_EXT_CHECK(image.is_cpu(), op, ": image must be a CPU tensor, got ", device_of(image));
   const std::vector<int64_t> index = checked_box_index(box_index, img.size(0), op);
 
   const bool use_double =
-      grads.scalar_type() == at::kDouble || image.scalar_type() == at::kDouble;
-  const at::ScalarType out_type = use_double ? at::kDouble : at::kFloat;
-  at::Tensor output = at::zeros({boxes.size(0), 4}, grads.options().dtype(out_type));
+      grads.scalar_type() == ScalarType::Double || image.scalar_type() == ScalarType::Double;
+  const ScalarType out_type = use_double ? ScalarType::Double : ScalarType::Float;
+  Tensor output = zeros("crop_and_resize_grad_boxes: output", {boxes.size(0), 4}, out_type, grads.device());
   // bilinear_v2 truncates the box to whole pixels: a piecewise-constant map
   // whose gradient is zero (Part A8).
   if (output.numel() == 0 || grads.numel() == 0 || method == Method::kBilinearV2) {
     return output;
   }
-  const at::Tensor g = detail::as_nhwc(grads.to(out_type), nchw);
+  const Tensor g = detail::as_nhwc(to_dtype(grads, out_type), nchw);
   const Strides gs{g.stride(0), g.stride(1), g.stride(2), g.stride(3)};
   const Strides is{img.stride(0), img.stride(1), img.stride(2), img.stride(3)};
-  AT_DISPATCH_V2(
+  THO_DISPATCH_V2(
       image.scalar_type(), "crop_and_resize_grad_boxes_cpu", AT_WRAP([&] {
         if (use_double) {
-          grad_boxes_impl<scalar_t, double>(g, gs, img, is, boxes_as<double>(boxes), index, output);
+          (grad_boxes_impl<scalar_t, double>)(g, gs, img, is, boxes_as<double>(boxes), index, output);
         } else {
-          grad_boxes_impl<scalar_t, float>(g, gs, img, is, boxes_as<float>(boxes), index, output);
+          (grad_boxes_impl<scalar_t, float>)(g, gs, img, is, boxes_as<float>(boxes), index, output);
         }
       }),
-      AT_EXPAND(AT_ALL_TYPES), at::kHalf, at::kBFloat16);
+      AT_EXPAND(AT_ALL_TYPES), ScalarType::Half, ScalarType::BFloat16);
   return output;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roi_ext, CPU, m) {
-  m.impl("crop_and_resize", &crop_and_resize_cpu);
-  m.impl("crop_and_resize_grad_image", &crop_and_resize_grad_image_cpu);
-  m.impl("crop_and_resize_grad_boxes", &crop_and_resize_grad_boxes_cpu);
+STABLE_TORCH_LIBRARY_IMPL(roi_ext, CPU, m) {
+  m.impl("crop_and_resize", TORCH_BOX(&crop_and_resize_cpu));
+  m.impl("crop_and_resize_grad_image", TORCH_BOX(&crop_and_resize_grad_image_cpu));
+  m.impl("crop_and_resize_grad_boxes", TORCH_BOX(&crop_and_resize_grad_boxes_cpu));
 }
 
 }  // namespace roi_ext

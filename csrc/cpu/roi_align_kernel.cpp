@@ -11,20 +11,13 @@
 // element is owned by one task, which adds the contributions of the rois of that
 // image in the reference order (roi, bin, sample, corner), so the result is
 // bitwise the same at any thread count and equals torchvision's serial kernel.
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <torch/library.h>
-
 #include <algorithm>
 #include <vector>
 
 #include "../common/roi_align_args.h"
 #include "../common/roi_align_math.h"
+#include "../common/stable.h"
 #include "cpu_utils.h"
-#include "output_allocator.h"
 #include "vec.h"
 
 namespace roi_ext {
@@ -79,7 +72,7 @@ struct RoiSamples {
     count = sample_count(g);
     const double total = double(pooled_height) * double(pooled_width) *
         double(g.grid_h) * double(g.grid_w);
-    TORCH_CHECK_VALUE(
+    ROI_EXT_CHECK_VALUE(
         total <= kMaxSamplesPerRoi,
         "roi_align: roi ",
         k,
@@ -216,8 +209,8 @@ void roi_bins(
 // across them). The output is written in `output`'s own layout.
 template <typename scalar_t>
 void roi_align_forward_impl(
-    const at::Tensor& input_nhwc,
-    const at::Tensor& rois,
+    const Tensor& input_nhwc,
+    const Tensor& rois,
     double spatial_scale,
     int64_t pooled_height,
     int64_t pooled_width,
@@ -225,8 +218,8 @@ void roi_align_forward_impl(
     bool aligned,
     int64_t roi_end_mode,
     bool output_channels_last,
-    at::Tensor& output) {
-  using acc_t = at::opmath_type<scalar_t>;
+    Tensor& output) {
+  using acc_t = opmath_t<scalar_t>;
   const int64_t num_rois = rois.size(0);
   const int64_t channels = input_nhwc.size(1);
   const int64_t height = input_nhwc.size(2);
@@ -241,7 +234,7 @@ void roi_align_forward_impl(
   const int64_t blocks = (channels + cblock - 1) / cblock;
   // About four samples of four taps per bin and channel.
   const int64_t grain = grain_for(16 * bins * cblock);
-  at::parallel_for(0, num_rois * blocks, grain, [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, num_rois * blocks, grain, [&](int64_t begin, int64_t end) {
     RoiSamples<acc_t> s;
     int64_t cached = -1;
     for (int64_t task = begin; task < end; ++task) {
@@ -267,9 +260,18 @@ void roi_align_forward_impl(
   });
 }
 
-at::Tensor roi_align_forward_cpu(
-    const at::Tensor& input,
-    const at::Tensor& rois,
+// Validates every batch index (Part A12) of rois converted to the compute type.
+void check_batch_indices(const Tensor& rois_acc, int64_t batch_size, const char* op) {
+  THO_DISPATCH_V2(
+      rois_acc.scalar_type(), "roi_align_check_batch", AT_WRAP([&] {
+        check_batch_indices(rois_acc.const_data_ptr<scalar_t>(), rois_acc.size(0), batch_size, op);
+      }),
+      AT_EXPAND(AT_FLOATING_TYPES));
+}
+
+Tensor roi_align_forward_cpu(
+    const Tensor& input,
+    const Tensor& rois,
     double spatial_scale,
     int64_t pooled_height,
     int64_t pooled_width,
@@ -278,16 +280,13 @@ at::Tensor roi_align_forward_cpu(
     int64_t roi_end_mode) {
   detail::check_roi_align_forward_args(
       input, rois, spatial_scale, pooled_height, pooled_width, roi_end_mode);
-  TORCH_CHECK(input.is_cpu(), "roi_align: input must be a CPU tensor");
+  ROI_EXT_CHECK(input.is_cpu(), "roi_align: input must be a CPU tensor, got ", device_of(input));
 
-  const at::MemoryFormat fmt = detail::roi_align_memory_format(input);
-  const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
-  const at::ScalarType acc_type = at::toOpMathType(input.scalar_type());
-  const at::Tensor rois_ = rois.to(acc_type).contiguous();
-  AT_DISPATCH_FLOATING_TYPES(acc_type, "roi_align_check_batch", [&] {
-    check_batch_indices(rois_.const_data_ptr<scalar_t>(), rois_.size(0),
-                        input.size(0), "roi_align");
-  });
+  const MemoryFormat fmt = detail::roi_align_memory_format(input);
+  const bool channels_last = fmt == MemoryFormat::ChannelsLast;
+  const ScalarType acc_type = opmath_type(input.scalar_type());
+  const Tensor rois_ = contiguous(to_dtype(rois, acc_type), "rois");
+  check_batch_indices(rois_, input.size(0), "roi_align");
 
   const int64_t num_rois = rois.size(0);
   const int64_t channels = input.size(1);
@@ -295,24 +294,24 @@ at::Tensor roi_align_forward_cpu(
   const int64_t width = input.size(3);
   if (height == 0 || width == 0) {
     // No pixel to sample: every bin is an average over nothing.
-    return cpu::empty_output(kForwardOutput, {num_rois, channels, pooled_height, pooled_width},
-                             input.scalar_type(), fmt)
-        .zero_();
+    return zeros(kForwardOutput, {num_rois, channels, pooled_height, pooled_width}, input.scalar_type(),
+                 input.device(), fmt);
   }
-  at::Tensor output = cpu::empty_output(
-      kForwardOutput, {num_rois, channels, pooled_height, pooled_width}, input.scalar_type(), fmt);
+  Tensor output = empty(kForwardOutput, {num_rois, channels, pooled_height, pooled_width}, input.scalar_type(),
+                        input.device(), fmt);
   if (output.numel() == 0) {
     return output;
   }
   // The kernel reads channels-last memory. An NCHW input is copied into that
   // layout (a fraction of the work: every output element reads ~16 pixels).
-  const at::Tensor input_nhwc = cpu::contiguous_output(input, at::MemoryFormat::ChannelsLast);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
+  const Tensor input_nhwc = contiguous(input, "roi_align: input (channels-last copy)", MemoryFormat::ChannelsLast);
+  THO_DISPATCH_V2(
+      input.scalar_type(), "roi_align_forward_cpu", AT_WRAP([&] {
         roi_align_forward_impl<scalar_t>(
             input_nhwc, rois_, spatial_scale, pooled_height, pooled_width,
             sampling_ratio, aligned, roi_end_mode, channels_last, output);
-      });
+      }),
+      AT_EXPAND(AT_FLOATING_TYPES), ScalarType::Half, ScalarType::BFloat16);
   return output;
 }
 
@@ -393,8 +392,8 @@ void scatter_bins(
 // channels-last accumulator in acc_t (float32 for half types, Part A3).
 template <typename scalar_t>
 void roi_align_backward_impl(
-    const at::Tensor& grad,
-    const at::Tensor& rois,
+    const Tensor& grad,
+    const Tensor& rois,
     double spatial_scale,
     int64_t batch_size,
     int64_t channels,
@@ -403,8 +402,8 @@ void roi_align_backward_impl(
     int64_t sampling_ratio,
     bool aligned,
     int64_t roi_end_mode,
-    at::Tensor& grad_input_nhwc) {
-  using acc_t = at::opmath_type<scalar_t>;
+    Tensor& grad_input_nhwc) {
+  using acc_t = opmath_t<scalar_t>;
   const int64_t num_rois = rois.size(0);
   const int64_t pooled_height = grad.size(2);
   const int64_t pooled_width = grad.size(3);
@@ -436,7 +435,7 @@ void roi_align_backward_impl(
   const int64_t blocks = (channels + cblock - 1) / cblock;
   const int64_t rois_per_image = (num_rois + batch_size - 1) / std::max<int64_t>(batch_size, 1);
   const int64_t grain = grain_for(16 * rois_per_image * pooled_height * pooled_width * cblock);
-  at::parallel_for(0, batch_size * blocks, grain, [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, batch_size * blocks, grain, [&](int64_t begin, int64_t end) {
     RoiSamples<acc_t> s;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks;
@@ -454,9 +453,9 @@ void roi_align_backward_impl(
   });
 }
 
-at::Tensor roi_align_backward_cpu(
-    const at::Tensor& grad,
-    const at::Tensor& rois,
+Tensor roi_align_backward_cpu(
+    const Tensor& grad,
+    const Tensor& rois,
     double spatial_scale,
     int64_t pooled_height,
     int64_t pooled_width,
@@ -466,49 +465,47 @@ at::Tensor roi_align_backward_cpu(
     int64_t width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t roi_end_mode) {
+    int64_t roi_end_mode,
+    bool /*deterministic: the CPU kernel always is*/) {
   detail::check_roi_align_backward_args(
       grad, rois, spatial_scale, pooled_height, pooled_width, batch_size,
       channels, height, width, roi_end_mode);
-  TORCH_CHECK(grad.is_cpu(), "_roi_align_backward: grad must be a CPU tensor");
+  ROI_EXT_CHECK(grad.is_cpu(), "_roi_align_backward: grad must be a CPU tensor, got ", device_of(grad));
 
-  const at::MemoryFormat fmt = detail::roi_align_memory_format(grad);
-  const at::ScalarType acc_type = at::toOpMathType(grad.scalar_type());
-  const at::Tensor rois_ = rois.to(acc_type).contiguous();
-  AT_DISPATCH_FLOATING_TYPES(acc_type, "roi_align_check_batch", [&] {
-    check_batch_indices(rois_.const_data_ptr<scalar_t>(), rois_.size(0),
-                        batch_size, "_roi_align_backward");
-  });
+  const MemoryFormat fmt = detail::roi_align_memory_format(grad);
+  const ScalarType acc_type = opmath_type(grad.scalar_type());
+  const Tensor rois_ = contiguous(to_dtype(rois, acc_type), "rois");
+  check_batch_indices(rois_, batch_size, "_roi_align_backward");
 
   // Accumulate in channels-last memory (the channel loop is then contiguous),
   // in acc_t; the result is converted once to grad's dtype and memory format.
-  at::Tensor grad_input = cpu::empty_output(
-                              kBackwardOutput, {batch_size, channels, height, width}, acc_type,
-                              at::MemoryFormat::ChannelsLast)
-                              .zero_();
+  Tensor grad_input = zeros(kBackwardOutput, {batch_size, channels, height, width}, acc_type, grad.device(),
+                            MemoryFormat::ChannelsLast);
   if (grad.numel() > 0 && grad_input.numel() > 0) {
-    const at::Tensor grad_nhwc = cpu::contiguous_output(grad, at::MemoryFormat::ChannelsLast);
-    AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
+    const Tensor grad_nhwc = contiguous(grad, "_roi_align_backward: grad (channels-last copy)",
+                                        MemoryFormat::ChannelsLast);
+    THO_DISPATCH_V2(
+        grad.scalar_type(), "roi_align_backward_cpu", AT_WRAP([&] {
           roi_align_backward_impl<scalar_t>(
               grad_nhwc, rois_, spatial_scale, batch_size, channels, height, width,
               sampling_ratio, aligned, roi_end_mode, grad_input);
-        });
+        }),
+        AT_EXPAND(AT_FLOATING_TYPES), ScalarType::Half, ScalarType::BFloat16);
   }
-  if (grad.scalar_type() == acc_type && fmt == at::MemoryFormat::ChannelsLast) {
+  if (grad.scalar_type() == acc_type && fmt == MemoryFormat::ChannelsLast) {
     return grad_input;
   }
-  at::Tensor result = cpu::empty_output(
-      kBackwardOutput, {batch_size, channels, height, width}, grad.scalar_type(), fmt);
-  result.copy_(grad_input);
+  Tensor result = empty(kBackwardOutput, {batch_size, channels, height, width}, grad.scalar_type(),
+                        grad.device(), fmt);
+  copy_into(result, grad_input);
   return result;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roi_ext, CPU, m) {
-  m.impl("roi_align", &roi_align_forward_cpu);
-  m.impl("_roi_align_backward", &roi_align_backward_cpu);
+STABLE_TORCH_LIBRARY_IMPL(roi_ext, CPU, m) {
+  m.impl("roi_align", TORCH_BOX(&roi_align_forward_cpu));
+  m.impl("_roi_align_backward", TORCH_BOX(&roi_align_backward_cpu));
 }
 
 }  // namespace roi_ext

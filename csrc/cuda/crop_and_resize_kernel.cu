@@ -6,25 +6,24 @@
 // Threads: one per output element, depth fastest for NHWC (a warp reads
 // consecutive channels of one pixel: coalesced) and x fastest for NCHW.
 // grad-image: atomicAdd into a float32/float64 buffer by default; with
-// torch.use_deterministic_algorithms(True) a gather kernel (one thread per image
-// element, boxes visited in the CPU kernel's order) makes it bitwise
+// deterministic=True (the op's last argument: Python passes
+// torch.are_deterministic_algorithms_enabled()) a gather kernel (one thread per
+// image element, boxes visited in the CPU kernel's order) makes it bitwise
 // reproducible and equal to the CPU. grad-boxes: one thread per box summing in
 // TensorFlow's order (no atomics: deterministic and equal to the CPU).
-#include <ATen/Context.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Dispatch_v2.h>
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
+#include <torch/csrc/stable/accelerator.h>
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
+#include <torch/headeronly/core/Dispatch_v2.h>
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
-#include "../common/alloc.h"
 #include "../common/crop_and_resize_args.h"
 #include "../common/crop_and_resize_math.h"
+#include "../common/stable.h"
 #include "cuda_utils.cuh"
 
 namespace roi_ext {
@@ -268,184 +267,187 @@ __global__ void grad_boxes_kernel(
   }
 }
 
+constexpr const char* kForwardOutput = "crop_and_resize: output for crop_size";
+constexpr const char* kGradImageOutput = "crop_and_resize_grad_image: gradient for image_size";
+constexpr const char* kGradBoxesOutput = "crop_and_resize_grad_boxes: output";
+
+// The type crop_and_resize computes and returns in for an image of scalar_t.
+template <typename scalar_t>
+using compute_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
 // box_index as int64 on the device, checked against [0, batch) with one
 // reduction and one host check (Part A9).
-at::Tensor checked_box_index(const at::Tensor& box_index, int64_t batch, const char* op) {
-  const at::Tensor idx = box_index.to(at::kLong).contiguous();
-  const int64_t i = cuda::first_false(idx.ge(0).logical_and(idx.lt(batch)));
+Tensor checked_box_index(const Tensor& box_index, int64_t batch, const char* op, cudaStream_t stream) {
+  const Tensor idx = contiguous(to_dtype(box_index, ScalarType::Long), "box_index");
+  const int64_t i = cuda::first_out_of_range<int64_t>(idx, batch, stream, op);
   if (i >= 0) {
-    detail::throw_bad_box_index(op, i, idx[i].item<int64_t>(), batch);
+    detail::throw_bad_box_index(op, i, cuda::value_at<int64_t>(idx, i), batch);
   }
   return idx;
 }
 
-at::Tensor crop_and_resize_cuda(
-    const at::Tensor& image,
-    const at::Tensor& boxes,
-    const at::Tensor& box_index,
+Tensor crop_and_resize_cuda(
+    const Tensor& image,
+    const Tensor& boxes,
+    const Tensor& box_index,
     int64_t crop_height,
     int64_t crop_width,
-    c10::string_view method_name,
+    std::string method_name,
     double extrapolation_value,
-    c10::string_view data_format) {
+    std::string data_format) {
   constexpr const char* op = "crop_and_resize";
   const detail::ParsedArgs parsed = detail::check_forward_args(
-      image, boxes, box_index, crop_height, crop_width, std::string(method_name), std::string(data_format));
+      image, boxes, box_index, crop_height, crop_width, method_name, data_format);
   const Method method = parsed.method;
   const bool nchw = parsed.nchw;
-  TORCH_CHECK(image.is_cuda(), op, ": image must be a CUDA tensor");
-  c10::cuda::CUDAGuard guard(image.device());
+  ROI_EXT_CHECK(image.is_cuda(), op, ": image must be a CUDA tensor");
+  const torch::stable::accelerator::DeviceGuard guard(image.get_device_index());
+  const cudaStream_t stream = cuda::current_stream(image.get_device_index());
 
-  const at::Tensor img = detail::as_nhwc(image, nchw);
+  const Tensor img = detail::as_nhwc(image, nchw);
   const int64_t depth = img.size(3);
-  const at::Tensor index = checked_box_index(box_index, img.size(0), op);
+  const Tensor index = checked_box_index(box_index, img.size(0), op, stream);
   const int64_t num_boxes = boxes.size(0);
-  const at::ScalarType out_type = image.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const std::vector<int64_t> out_sizes = nchw
-      ? std::vector<int64_t>{num_boxes, depth, crop_height, crop_width}
-      : std::vector<int64_t>{num_boxes, crop_height, crop_width, depth};
-  at::Tensor output = detail::allocate_output("crop_and_resize: output for crop_size", out_sizes, out_type, [&] {
-    return at::empty(out_sizes, image.options().dtype(out_type));
-  });
+  const ScalarType out_type = image.scalar_type() == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
+  Tensor output = nchw
+      ? roi_ext::empty(kForwardOutput, {num_boxes, depth, crop_height, crop_width}, out_type, image.device())
+      : roi_ext::empty(kForwardOutput, {num_boxes, crop_height, crop_width, depth}, out_type, image.device());
   if (output.numel() == 0) {
     return output;
   }
   const Strides4 is = detail::nhwc_strides(image, nchw);
   const Strides4 os = detail::nhwc_strides(output, nchw);
   const int64_t total = output.numel();
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_V2(
+  THO_DISPATCH_V2(
       image.scalar_type(), "crop_and_resize_cuda", AT_WRAP([&] {
-        using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-        const at::Tensor bx = detail::boxes_as<T>(boxes);
-        forward_kernel<scalar_t, T><<<cuda::blocks_for(total), cuda::kThreads, 0, stream>>>(
+        using T = compute_t<scalar_t>;
+        const Tensor bx = detail::boxes_as<T>(boxes);
+        cuda::launch(
+            forward_kernel<scalar_t, T>, total, stream,
             total, image.const_data_ptr<scalar_t>(), is, img.size(1), img.size(2), depth,
             bx.const_data_ptr<T>(), index.const_data_ptr<int64_t>(), crop_height, crop_width,
             method, static_cast<T>(extrapolation_value), nchw, output.mutable_data_ptr<T>(), os);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
       }),
-      AT_EXPAND(AT_ALL_TYPES), at::kHalf, at::kBFloat16);
+      AT_EXPAND(AT_ALL_TYPES), ScalarType::Half, ScalarType::BFloat16);
   return output;
 }
 
-at::Tensor crop_and_resize_grad_image_cuda(
-    const at::Tensor& grads,
-    const at::Tensor& boxes,
-    const at::Tensor& box_index,
+Tensor crop_and_resize_grad_image_cuda(
+    const Tensor& grads,
+    const Tensor& boxes,
+    const Tensor& box_index,
     int64_t batch_size,
     int64_t image_height,
     int64_t image_width,
     int64_t depth,
-    c10::string_view method_name,
-    at::ScalarType dtype,
-    c10::string_view data_format) {
+    std::string method_name,
+    ScalarType dtype,
+    std::string data_format,
+    bool deterministic) {
   constexpr const char* op = "crop_and_resize_grad_image";
   const detail::ParsedArgs parsed = detail::check_grad_image_args(
-      grads, boxes, box_index, batch_size, image_height, image_width, depth, std::string(method_name), dtype,
-      std::string(data_format));
+      grads, boxes, box_index, batch_size, image_height, image_width, depth, method_name, dtype,
+      data_format);
   const Method method = parsed.method;
   const bool nchw = parsed.nchw;
-  TORCH_CHECK(grads.is_cuda(), op, ": grads must be a CUDA tensor");
-  c10::cuda::CUDAGuard guard(grads.device());
-  const at::Tensor index = checked_box_index(box_index, batch_size, op);
+  ROI_EXT_CHECK(grads.is_cuda(), op, ": grads must be a CUDA tensor");
+  const torch::stable::accelerator::DeviceGuard guard(grads.get_device_index());
+  const cudaStream_t stream = cuda::current_stream(grads.get_device_index());
+  const Tensor index = checked_box_index(box_index, batch_size, op, stream);
 
-  const at::ScalarType acc_type = dtype == at::kDouble ? at::kDouble : at::kFloat;
-  auto options = grads.options().dtype(acc_type);
-  const std::vector<int64_t> gi_sizes = nchw
-      ? std::vector<int64_t>{batch_size, depth, image_height, image_width}
-      : std::vector<int64_t>{batch_size, image_height, image_width, depth};
-  at::Tensor grad_image = detail::allocate_output(
-      "crop_and_resize_grad_image: gradient for image_size", gi_sizes, acc_type,
-      [&] { return at::zeros(gi_sizes, options); });
+  const ScalarType acc_type = dtype == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
+  Tensor grad_image = nchw
+      ? roi_ext::zeros(kGradImageOutput, {batch_size, depth, image_height, image_width}, acc_type, grads.device())
+      : roi_ext::zeros(kGradImageOutput, {batch_size, image_height, image_width, depth}, acc_type, grads.device());
   if (grad_image.numel() == 0 || grads.numel() == 0) {
-    return grad_image.to(dtype);
+    return to_dtype(grad_image, dtype);
   }
   const Strides4 os = detail::nhwc_strides(grad_image, nchw);
-  const bool use_double = grads.scalar_type() == at::kDouble;
-  const at::Tensor g = grads.to(use_double ? at::kDouble : at::kFloat);
+  const bool use_double = grads.scalar_type() == ScalarType::Double;
+  const Tensor g = to_dtype(grads, use_double ? ScalarType::Double : ScalarType::Float);
   const Strides4 gs = detail::nhwc_strides(g, nchw);
-  const bool deterministic = at::globalContext().deterministicAlgorithms();
-  auto stream = c10::cuda::getCurrentCUDAStream();
   auto run = [&](auto t_tag, auto acc_tag) {
     using T = decltype(t_tag);
     using acc_t = decltype(acc_tag);
-    const at::Tensor bx = detail::boxes_as<T>(boxes);
-    const at::Tensor gv = detail::as_nhwc(g, nchw);
+    const Tensor bx = detail::boxes_as<T>(boxes);
+    const Tensor gv = detail::as_nhwc(g, nchw);
     if (deterministic) {
       const int64_t total = grad_image.numel();
-      grad_image_gather_kernel<T, acc_t><<<cuda::blocks_for(total), cuda::kThreads, 0, stream>>>(
+      cuda::launch(
+          grad_image_gather_kernel<T, acc_t>, total, stream,
           total, g.const_data_ptr<T>(), gs, gv.size(1), gv.size(2), bx.const_data_ptr<T>(),
           index.const_data_ptr<int64_t>(), bx.size(0), image_height, image_width, depth, method,
           nchw, grad_image.mutable_data_ptr<acc_t>(), os);
     } else {
       const int64_t total = g.numel();
-      grad_image_atomic_kernel<T, acc_t><<<cuda::blocks_for(total), cuda::kThreads, 0, stream>>>(
+      cuda::launch(
+          grad_image_atomic_kernel<T, acc_t>, total, stream,
           total, g.const_data_ptr<T>(), gs, gv.size(1), gv.size(2), depth, bx.const_data_ptr<T>(),
           index.const_data_ptr<int64_t>(), image_height, image_width, method, nchw,
           grad_image.mutable_data_ptr<acc_t>(), os);
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
   if (use_double) {
-    acc_type == at::kDouble ? run(double{}, double{}) : run(double{}, float{});
+    acc_type == ScalarType::Double ? run(double{}, double{}) : run(double{}, float{});
   } else {
-    acc_type == at::kDouble ? run(float{}, double{}) : run(float{}, float{});
+    acc_type == ScalarType::Double ? run(float{}, double{}) : run(float{}, float{});
   }
-  return grad_image.to(dtype);
+  return to_dtype(grad_image, dtype);
 }
 
-at::Tensor crop_and_resize_grad_boxes_cuda(
-    const at::Tensor& grads,
-    const at::Tensor& image,
-    const at::Tensor& boxes,
-    const at::Tensor& box_index,
-    c10::string_view method_name,
-    c10::string_view data_format) {
+Tensor crop_and_resize_grad_boxes_cuda(
+    const Tensor& grads,
+    const Tensor& image,
+    const Tensor& boxes,
+    const Tensor& box_index,
+    std::string method_name,
+    std::string data_format) {
   constexpr const char* op = "crop_and_resize_grad_boxes";
   const detail::ParsedArgs parsed = detail::check_grad_boxes_args(
-      grads, image, boxes, box_index, std::string(method_name), std::string(data_format));
+      grads, image, boxes, box_index, method_name, data_format);
   const Method method = parsed.method;
   const bool nchw = parsed.nchw;
-  const at::Tensor img = detail::as_nhwc(image, nchw);
-  TORCH_CHECK(image.is_cuda(), op, ": image must be a CUDA tensor");
-  c10::cuda::CUDAGuard guard(image.device());
-  const at::Tensor index = checked_box_index(box_index, img.size(0), op);
+  const Tensor img = detail::as_nhwc(image, nchw);
+  ROI_EXT_CHECK(image.is_cuda(), op, ": image must be a CUDA tensor");
+  const torch::stable::accelerator::DeviceGuard guard(image.get_device_index());
+  const cudaStream_t stream = cuda::current_stream(image.get_device_index());
+  const Tensor index = checked_box_index(box_index, img.size(0), op, stream);
 
-  const bool use_double = grads.scalar_type() == at::kDouble || image.scalar_type() == at::kDouble;
-  const at::ScalarType out_type = use_double ? at::kDouble : at::kFloat;
-  at::Tensor output = at::zeros({boxes.size(0), 4}, grads.options().dtype(out_type));
+  const bool use_double =
+      grads.scalar_type() == ScalarType::Double || image.scalar_type() == ScalarType::Double;
+  const ScalarType out_type = use_double ? ScalarType::Double : ScalarType::Float;
+  Tensor output = roi_ext::zeros(kGradBoxesOutput, {boxes.size(0), 4}, out_type, grads.device());
   if (output.numel() == 0 || grads.numel() == 0 || method == Method::kBilinearV2) {
     return output;
   }
-  const at::Tensor g = grads.to(out_type);
-  const at::Tensor gv = detail::as_nhwc(g, nchw);
+  const Tensor g = to_dtype(grads, out_type);
+  const Tensor gv = detail::as_nhwc(g, nchw);
   const Strides4 gs = detail::nhwc_strides(g, nchw);
   const Strides4 is = detail::nhwc_strides(image, nchw);
   const int64_t num_boxes = boxes.size(0);
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_V2(
+  THO_DISPATCH_V2(
       image.scalar_type(), "crop_and_resize_grad_boxes_cuda", AT_WRAP([&] {
         auto run = [&](auto t_tag) {
           using T = decltype(t_tag);
-          const at::Tensor bx = detail::boxes_as<T>(boxes);
-          grad_boxes_kernel<scalar_t, T><<<cuda::blocks_for(num_boxes), cuda::kThreads, 0, stream>>>(
+          const Tensor bx = detail::boxes_as<T>(boxes);
+          cuda::launch(
+              grad_boxes_kernel<scalar_t, T>, num_boxes, stream,
               num_boxes, g.const_data_ptr<T>(), gs, image.const_data_ptr<scalar_t>(), is, img.size(1),
               img.size(2), img.size(3), bx.const_data_ptr<T>(), index.const_data_ptr<int64_t>(),
               gv.size(1), gv.size(2), output.mutable_data_ptr<T>());
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
         };
         use_double ? run(double{}) : run(float{});
       }),
-      AT_EXPAND(AT_ALL_TYPES), at::kHalf, at::kBFloat16);
+      AT_EXPAND(AT_ALL_TYPES), ScalarType::Half, ScalarType::BFloat16);
   return output;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roi_ext, CUDA, m) {
-  m.impl("crop_and_resize", &crop_and_resize_cuda);
-  m.impl("crop_and_resize_grad_image", &crop_and_resize_grad_image_cuda);
-  m.impl("crop_and_resize_grad_boxes", &crop_and_resize_grad_boxes_cuda);
+STABLE_TORCH_LIBRARY_IMPL(roi_ext, CUDA, m) {
+  m.impl("crop_and_resize", TORCH_BOX(&crop_and_resize_cuda));
+  m.impl("crop_and_resize_grad_image", TORCH_BOX(&crop_and_resize_grad_image_cuda));
+  m.impl("crop_and_resize_grad_boxes", TORCH_BOX(&crop_and_resize_grad_boxes_cuda));
 }
 
 }  // namespace roi_ext

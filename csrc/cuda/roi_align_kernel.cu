@@ -8,21 +8,20 @@
 //
 // Backward: by default one thread per output-gradient element scatters with
 // atomicAdd (float32 accumulation for 16-bit types, then one rounding). With
-// torch.use_deterministic_algorithms(True), a gather kernel is used instead: one
-// thread per input-gradient element sums, in the CPU kernel's order (roi, bin,
-// sample, corner), every contribution that lands on it, so the result is
-// bitwise reproducible and equal to the CPU result.
-#include <ATen/Context.h>
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
+// deterministic=True (the op's last argument: Python passes
+// torch.are_deterministic_algorithms_enabled()), a gather kernel is used
+// instead: one thread per input-gradient element sums, in the CPU kernel's order
+// (roi, bin, sample, corner), every contribution that lands on it, so the
+// result is bitwise reproducible and equal to the CPU result.
+#include <torch/csrc/stable/accelerator.h>
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
+#include <torch/headeronly/core/Dispatch_v2.h>
 
-#include "../common/alloc.h"
 #include "../common/roi_align_args.h"
 #include "../common/roi_align_math.h"
+#include "../common/stable.h"
 #include "cuda_utils.cuh"
 
 namespace roi_ext {
@@ -202,18 +201,34 @@ __global__ void roi_align_backward_gather_kernel(
   }
 }
 
+constexpr const char* kForwardOutput = "roi_align: output for output_size (pooled_height, pooled_width)";
+constexpr const char* kBackwardOutput =
+    "_roi_align_backward: grad_input for (batch_size, channels, height, width)";
+
 // Part A12 on the GPU: one reduction, one host check; the message names the roi.
-void check_batch_indices_cuda(const at::Tensor& rois, int64_t batch_size, const char* op) {
-  const at::Tensor b = rois.select(1, 0);
-  const int64_t k = cuda::first_false(b.ge(0).logical_and(b.lt(static_cast<double>(batch_size))));
+// rois_acc: rois converted to the compute type acc_t (float32 or float64), contiguous.
+template <typename acc_t>
+void check_batch_indices_as(const Tensor& rois_acc, int64_t batch_size, const char* op, cudaStream_t stream) {
+  const Tensor b = torch::stable::select(rois_acc, 1, 0);
+  // b < batch_size compares in acc_t, as ATen's b.lt(double(batch_size)) did.
+  const int64_t k = cuda::first_out_of_range<acc_t>(
+      b, static_cast<acc_t>(static_cast<double>(batch_size)), stream, op);
   if (k >= 0) {
-    detail::throw_bad_batch_index(op, k, b[k].item<double>(), batch_size);
+    detail::throw_bad_batch_index(op, k, static_cast<double>(cuda::value_at<acc_t>(b, k)), batch_size);
   }
 }
 
-at::Tensor roi_align_forward_cuda(
-    const at::Tensor& input,
-    const at::Tensor& rois,
+void check_batch_indices_cuda(const Tensor& rois_acc, int64_t batch_size, const char* op, cudaStream_t stream) {
+  if (rois_acc.scalar_type() == ScalarType::Double) {
+    check_batch_indices_as<double>(rois_acc, batch_size, op, stream);
+  } else {
+    check_batch_indices_as<float>(rois_acc, batch_size, op, stream);
+  }
+}
+
+Tensor roi_align_forward_cuda(
+    const Tensor& input,
+    const Tensor& rois,
     double spatial_scale,
     int64_t pooled_height,
     int64_t pooled_width,
@@ -222,48 +237,46 @@ at::Tensor roi_align_forward_cuda(
     int64_t roi_end_mode) {
   detail::check_roi_align_forward_args(
       input, rois, spatial_scale, pooled_height, pooled_width, roi_end_mode);
-  TORCH_CHECK(input.is_cuda(), "roi_align: input must be a CUDA tensor");
-  c10::cuda::CUDAGuard guard(input.device());
+  ROI_EXT_CHECK(input.is_cuda(), "roi_align: input must be a CUDA tensor");
+  const torch::stable::accelerator::DeviceGuard guard(input.get_device_index());
+  const cudaStream_t stream = cuda::current_stream(input.get_device_index());
 
-  const at::MemoryFormat fmt = detail::roi_align_memory_format(input);
-  const at::ScalarType acc_type = at::toOpMathType(input.scalar_type());
-  const at::Tensor rois_ = rois.to(acc_type).contiguous();
+  const MemoryFormat fmt = detail::roi_align_memory_format(input);
+  const ScalarType acc_type = opmath_type(input.scalar_type());
+  const Tensor rois_ = contiguous(to_dtype(rois, acc_type), "rois");
   if (rois_.size(0) > 0) {
-    check_batch_indices_cuda(rois_, input.size(0), "roi_align");
+    check_batch_indices_cuda(rois_, input.size(0), "roi_align", stream);
   }
   const int64_t num_rois = rois.size(0), channels = input.size(1);
   const int64_t height = input.size(2), width = input.size(3);
-  at::Tensor output = detail::allocate_output(
-      "roi_align: output for output_size (pooled_height, pooled_width)",
-      {num_rois, channels, pooled_height, pooled_width}, input.scalar_type(), [&] {
-        return at::empty({num_rois, channels, pooled_height, pooled_width}, input.options().memory_format(fmt));
-      });
+  Tensor output = roi_ext::empty(
+      kForwardOutput, {num_rois, channels, pooled_height, pooled_width}, input.scalar_type(), input.device(), fmt);
   if (height == 0 || width == 0) {
-    return output.zero_();
+    torch::stable::zero_(output);
+    return output;
   }
   if (output.numel() == 0) {
     return output;
   }
-  const at::Tensor input_ = input.contiguous(fmt);
-  const Layout layout{channels, height, width, fmt == at::MemoryFormat::ChannelsLast};
+  const Tensor input_ = contiguous(input, "roi_align: input", fmt);
+  const Layout layout{channels, height, width, fmt == MemoryFormat::ChannelsLast};
   const int64_t total = output.numel();
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cuda", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        roi_align_forward_kernel<scalar_t, acc_t>
-            <<<cuda::blocks_for(total), cuda::kThreads, 0, stream>>>(
-                total, input_.const_data_ptr<scalar_t>(), rois_.const_data_ptr<acc_t>(),
-                static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
-                sampling_ratio, aligned, roi_end_mode, output.mutable_data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
+  THO_DISPATCH_V2(
+      input.scalar_type(), "roi_align_forward_cuda", AT_WRAP([&] {
+        using acc_t = opmath_t<scalar_t>;
+        cuda::launch(
+            roi_align_forward_kernel<scalar_t, acc_t>, total, stream,
+            total, input_.const_data_ptr<scalar_t>(), rois_.const_data_ptr<acc_t>(),
+            static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
+            sampling_ratio, aligned, roi_end_mode, output.mutable_data_ptr<scalar_t>());
+      }),
+      AT_EXPAND(AT_FLOATING_TYPES), ScalarType::Half, ScalarType::BFloat16);
   return output;
 }
 
-at::Tensor roi_align_backward_cuda(
-    const at::Tensor& grad,
-    const at::Tensor& rois,
+Tensor roi_align_backward_cuda(
+    const Tensor& grad,
+    const Tensor& rois,
     double spatial_scale,
     int64_t pooled_height,
     int64_t pooled_width,
@@ -273,61 +286,60 @@ at::Tensor roi_align_backward_cuda(
     int64_t width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t roi_end_mode) {
+    int64_t roi_end_mode,
+    bool deterministic) {
   detail::check_roi_align_backward_args(
       grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height,
       width, roi_end_mode);
-  TORCH_CHECK(grad.is_cuda(), "_roi_align_backward: grad must be a CUDA tensor");
-  c10::cuda::CUDAGuard guard(grad.device());
+  ROI_EXT_CHECK(grad.is_cuda(), "_roi_align_backward: grad must be a CUDA tensor");
+  const torch::stable::accelerator::DeviceGuard guard(grad.get_device_index());
+  const cudaStream_t stream = cuda::current_stream(grad.get_device_index());
 
-  const at::MemoryFormat fmt = detail::roi_align_memory_format(grad);
-  const at::ScalarType acc_type = at::toOpMathType(grad.scalar_type());
-  const at::Tensor rois_ = rois.to(acc_type).contiguous();
+  const MemoryFormat fmt = detail::roi_align_memory_format(grad);
+  const ScalarType acc_type = opmath_type(grad.scalar_type());
+  const Tensor rois_ = contiguous(to_dtype(rois, acc_type), "rois");
   if (rois_.size(0) > 0) {
-    check_batch_indices_cuda(rois_, batch_size, "_roi_align_backward");
+    check_batch_indices_cuda(rois_, batch_size, "_roi_align_backward", stream);
   }
-  const Layout layout{channels, height, width, fmt == at::MemoryFormat::ChannelsLast};
-  const bool deterministic = at::globalContext().deterministicAlgorithms();
-  auto options = grad.options().memory_format(fmt);
+  const Layout layout{channels, height, width, fmt == MemoryFormat::ChannelsLast};
   if (grad.numel() == 0 || batch_size * channels * height * width == 0) {
-    return at::empty({batch_size, channels, height, width}, options).zero_();
+    return roi_ext::zeros(kBackwardOutput, {batch_size, channels, height, width}, grad.scalar_type(), grad.device(),
+                          fmt);
   }
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  at::Tensor grad_input;
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cuda", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
+  return THO_DISPATCH_V2(
+      grad.scalar_type(), "roi_align_backward_cuda", AT_WRAP([&]() -> Tensor {
+        using acc_t = opmath_t<scalar_t>;
         if (deterministic) {
-          grad_input = at::empty({batch_size, channels, height, width}, options);
+          Tensor grad_input = roi_ext::empty(
+              kBackwardOutput, {batch_size, channels, height, width}, grad.scalar_type(), grad.device(), fmt);
           const int64_t total = grad_input.numel();
-          roi_align_backward_gather_kernel<scalar_t, acc_t>
-              <<<cuda::blocks_for(total), cuda::kThreads, 0, stream>>>(
-                  total, grad.const_data_ptr<scalar_t>(), grad.stride(0), grad.stride(1),
-                  grad.stride(2), grad.stride(3), rois_.const_data_ptr<acc_t>(), rois_.size(0),
-                  static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
-                  sampling_ratio, aligned, roi_end_mode, grad_input.mutable_data_ptr<scalar_t>());
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-        } else {
-          at::Tensor acc = at::empty({batch_size, channels, height, width}, options.dtype(acc_type)).zero_();
-          const int64_t total = grad.numel();
-          roi_align_backward_atomic_kernel<scalar_t, acc_t>
-              <<<cuda::blocks_for(total), cuda::kThreads, 0, stream>>>(
-                  total, grad.const_data_ptr<scalar_t>(), grad.stride(0), grad.stride(1),
-                  grad.stride(2), grad.stride(3), rois_.const_data_ptr<acc_t>(),
-                  static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
-                  sampling_ratio, aligned, roi_end_mode, acc.mutable_data_ptr<acc_t>());
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-          grad_input = acc.to(grad.scalar_type());
+          cuda::launch(
+              roi_align_backward_gather_kernel<scalar_t, acc_t>, total, stream,
+              total, grad.const_data_ptr<scalar_t>(), grad.stride(0), grad.stride(1),
+              grad.stride(2), grad.stride(3), rois_.const_data_ptr<acc_t>(), rois_.size(0),
+              static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
+              sampling_ratio, aligned, roi_end_mode, grad_input.mutable_data_ptr<scalar_t>());
+          return grad_input;
         }
-      });
-  return grad_input;
+        Tensor acc = roi_ext::zeros(
+            kBackwardOutput, {batch_size, channels, height, width}, acc_type, grad.device(), fmt);
+        const int64_t total = grad.numel();
+        cuda::launch(
+            roi_align_backward_atomic_kernel<scalar_t, acc_t>, total, stream,
+            total, grad.const_data_ptr<scalar_t>(), grad.stride(0), grad.stride(1),
+            grad.stride(2), grad.stride(3), rois_.const_data_ptr<acc_t>(),
+            static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
+            sampling_ratio, aligned, roi_end_mode, acc.mutable_data_ptr<acc_t>());
+        return to_dtype(acc, grad.scalar_type());
+      }),
+      AT_EXPAND(AT_FLOATING_TYPES), ScalarType::Half, ScalarType::BFloat16);
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roi_ext, CUDA, m) {
-  m.impl("roi_align", &roi_align_forward_cuda);
-  m.impl("_roi_align_backward", &roi_align_backward_cuda);
+STABLE_TORCH_LIBRARY_IMPL(roi_ext, CUDA, m) {
+  m.impl("roi_align", TORCH_BOX(&roi_align_forward_cuda));
+  m.impl("_roi_align_backward", TORCH_BOX(&roi_align_backward_cuda));
 }
 
 }  // namespace roi_ext
