@@ -1,54 +1,93 @@
 #!/usr/bin/env bash
 # Sourced by scripts/demo.sh and scripts/test.sh: makes a ready environment on a
 # new machine, and does almost nothing when it is already there.
-#   1. a virtualenv ($ROI_EXT_VENV, default .venv in the repository)
-#   2. torch 2.13.0 (the CUDA build from PyPI) + torchvision 0.28.0 + test tools
-#   3. roi_ext built in place (pip install -e), rebuilt only when csrc/ or
-#      setup.py changed. The CUDA kernels are compiled too when nvcc is found.
+#   1. a virtualenv ($ROI_EXT_VENV, default .venv) with torch 2.14.1,
+#      torchvision 0.29.1 and the test tools;
+#   2. roi_ext's wheel (.whl/, built by pip wheel from this tree, rebuilt only
+#      when csrc/, roi_ext/, setup.py or pyproject.toml changed), installed
+#      into that virtualenv: the tests run against the installed wheel, never
+#      the source tree.
+#   3. with ROI_EXT_FLOOR=1: a second virtualenv ($ROI_EXT_FLOOR_VENV, default
+#      .venv-floor) with torch 2.11.0, the oldest release the wheel supports,
+#      and no torchvision, with the same wheel installed.
+# The CUDA kernels are compiled when the CUDA toolkit is found (CUDA_HOME or
+# /usr/local/cuda), for TORCH_CUDA_ARCH_LIST (default here "8.0;9.0+PTX").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ROI_EXT_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
+FLOOR_VENV="${ROI_EXT_FLOOR_VENV:-$ROOT/.venv-floor}"
+FLOOR_PY="$FLOOR_VENV/bin/python"
+WHEEL_DIR="$ROOT/.whl"
+TEST_TOOLS=(numpy pytest hypothesis expecttest)
 
-if [ ! -x "$PY" ]; then
-  echo "[setup] creating virtualenv $VENV"
-  python3 -m venv "$VENV"
-  "$PY" -m pip install -q --upgrade pip
-fi
-
-if ! "$PY" - <<'PYEOF' 2>/dev/null
-import sys, torch, torchvision
-ok = torch.__version__.split("+")[0] == "2.13.0" and torchvision.__version__.split("+")[0] == "0.28.0"
-sys.exit(0 if ok else 1)
-PYEOF
-then
-  echo "[setup] installing torch 2.13.0 and torchvision 0.28.0 (first run only)"
-  "$PY" -m pip install -q 'torch===2.13.0' torchvision==0.28.0
-fi
-
-# Test tools; onnx, onnxscript and onnxruntime only check the ONNX export (tests/test_onnx.py).
-if ! "$PY" -c "import numpy, pytest, hypothesis, ninja, expecttest, onnx, onnxscript, onnxruntime" 2>/dev/null; then
-  echo "[setup] installing test tools"
-  "$PY" -m pip install -q numpy pytest hypothesis ninja expecttest onnx onnxscript onnxruntime
-fi
-
-# Rebuild when the compiled sources, the build script or the toolchain changed.
-stamp_now="$(cd "$ROOT" && { find csrc setup.py -type f -print0 | sort -z | xargs -0 sha1sum; "$PY" -c "import torch, sys; print(torch.__version__, sys.version)"; } | sha1sum | cut -d' ' -f1)"
-stamp_file="$VENV/.roi_ext-build-stamp"
-if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp_now" ] || ! (cd /tmp && "$PY" -c "import roi_ext") 2>/dev/null; then
-  if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
-    export CUDA_HOME=/usr/local/cuda
+_make_venv() {  # _make_venv DIR
+  if [ ! -x "$1/bin/python" ]; then
+    echo "[setup] creating virtualenv $1"
+    python3 -m venv "$1"
+    "$1/bin/python" -m pip install -q --upgrade pip
   fi
-  export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-8.0;9.0}"
-  export MAX_JOBS="${MAX_JOBS:-2}"
-  echo "[setup] building roi_ext (CUDA_HOME=${CUDA_HOME:-none})"
+}
+
+_has_torch() {  # _has_torch PY VERSION: torch VERSION is installed
+  "$1" -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '$2')" 2>/dev/null
+}
+
+_make_venv "$VENV"
+if ! _has_torch "$PY" 2.14.1 || ! "$PY" -c "import torchvision" 2>/dev/null; then
+  echo "[setup] installing torch 2.14.1 and torchvision 0.29.1 (first run only)"
+  "$PY" -m pip install -q torch==2.14.1 torchvision==0.29.1
+fi
+# onnx, onnxscript and onnxruntime only check the ONNX export (tests/test_onnx.py);
+# torch-abi-audit checks the wheel's ABI; setuptools and wheel build it.
+if ! "$PY" -c "import numpy, pytest, hypothesis, expecttest, onnx, onnxscript, onnxruntime, setuptools, wheel" 2>/dev/null \
+   || [ ! -x "$VENV/bin/torch-abi-audit" ]; then
+  echo "[setup] installing test tools"
+  "$PY" -m pip install -q "${TEST_TOOLS[@]}" onnx onnxscript onnxruntime torch-abi-audit "setuptools>=70.1" wheel ninja
+fi
+
+if [ "${ROI_EXT_FLOOR:-0}" = "1" ]; then
+  _make_venv "$FLOOR_VENV"
+  if ! _has_torch "$FLOOR_PY" 2.11.0; then
+    echo "[setup] installing torch 2.11.0 in $FLOOR_VENV (first run only)"
+    "$FLOOR_PY" -m pip install -q torch==2.11.0
+  fi
+  if ! "$FLOOR_PY" -c "import numpy, pytest, hypothesis, expecttest" 2>/dev/null; then
+    "$FLOOR_PY" -m pip install -q "${TEST_TOOLS[@]}"
+  fi
+fi
+
+# Build the wheel when the sources or the build set-up changed.
+stamp_now="$(cd "$ROOT" && { git ls-files -z csrc roi_ext setup.py pyproject.toml | sort -z | xargs -0 sha1sum; echo "${TORCH_CUDA_ARCH_LIST:-}"; } | sha1sum | cut -d' ' -f1)"
+stamp_file="$WHEEL_DIR/.build-stamp"
+WHEEL="$(ls "$WHEEL_DIR"/roi_ext-*-cp310-abi3-*.whl 2>/dev/null | head -n 1 || true)"
+if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp_now" ] || [ -z "$WHEEL" ]; then
+  export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-8.0;9.0+PTX}"
+  echo "[setup] building the roi_ext wheel (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST)"
   start=$SECONDS
-  log="$VENV/roi_ext-build.log"
-  if ! "$PY" -m pip install --no-build-isolation --no-deps -e "$ROOT" > "$log" 2>&1; then
+  mkdir -p "$WHEEL_DIR"
+  log="$WHEEL_DIR/build.log"
+  # The virtualenv's torch 2.14.1 is the build-time torch (pyproject.toml's
+  # build requirement), without re-installing it in an isolated environment.
+  if ! ROI_EXT_PIP_ARGS="--no-build-isolation" PYTHON="$PY" bash "$ROOT/scripts/build_wheel.sh" "$WHEEL_DIR" > "$log" 2>&1; then
     tail -n 60 "$log"
     echo "[setup] build failed; full log: $log" >&2
     exit 1
   fi
-  echo "[setup] built in $((SECONDS - start)) s (log: $log)"
+  WHEEL="$(ls "$WHEEL_DIR"/roi_ext-*-cp310-abi3-*.whl | head -n 1)"
+  echo "[setup] built $(basename "$WHEEL") in $((SECONDS - start)) s (log: $log)"
   echo "$stamp_now" > "$stamp_file"
+fi
+
+_install_wheel() {  # _install_wheel PY: installs $WHEEL unless that exact file is installed
+  local want
+  want="$(sha1sum "$WHEEL" | cut -d' ' -f1)"
+  if [ "$(cat "$(dirname "$1")/../.roi_ext-wheel" 2>/dev/null)" != "$want" ] || ! (cd /tmp && "$1" -c "import roi_ext") 2>/dev/null; then
+    "$1" -m pip install -q --force-reinstall --no-deps "$WHEEL"
+    echo "$want" > "$(dirname "$1")/../.roi_ext-wheel"
+  fi
+}
+_install_wheel "$PY"
+if [ "${ROI_EXT_FLOOR:-0}" = "1" ]; then
+  _install_wheel "$FLOOR_PY"
 fi

@@ -112,6 +112,9 @@ def test_torchscript_every_module(module):
 
 
 def test_autocast_cpu_mixed_dtypes():
+    """Under autocast the ops take mixed input/box dtypes, compute in float32 and
+    return the dtype they give outside autocast (torchvision's roi_align: the
+    input's dtype), never the autocast dtype."""
     x, rois, boxes, box_index = make_inputs()
     ref_ra = roi_ext.roi_align(x, rois, 4, 0.5, 2, True)
     ref_cr = roi_ext.crop_and_resize(x.permute(0, 2, 3, 1), boxes, box_index, (4, 4))
@@ -120,15 +123,28 @@ def test_autocast_cpu_mixed_dtypes():
         ra = roi_ext.roi_align(xg, rois.bfloat16(), 4, 0.5, 2, True)  # float32 input, bfloat16 rois
         cr = roi_ext.crop_and_resize(x.bfloat16().permute(0, 2, 3, 1), boxes, box_index, (4, 4))  # the reverse
         ms = roi_ext.ROIAlign(3, 3, 0.5)(xg.bfloat16(), rois)
-    assert ra.dtype == cr.dtype == ms.dtype == torch.bfloat16
-    torch.testing.assert_close(ra.float(), roi_ext.roi_align(x, rois.bfloat16().float(), 4, 0.5, 2, True),
-                               rtol=1e-2, atol=1e-2)
-    torch.testing.assert_close(ra.float(), ref_ra, rtol=5e-2, atol=5e-2)
-    torch.testing.assert_close(cr.float(), ref_cr, rtol=5e-2, atol=5e-2)
-    (ra.float().sum() + ms.float().sum()).backward()
+        grad_image = roi_ext.crop_and_resize_grad_image(torch.ones(5, 4, 4, 3).bfloat16(), boxes, box_index, (2, 8, 9, 3))
+    assert ra.dtype == torch.float32  # the input's dtype, as torchvision
+    assert cr.dtype == torch.float32  # crop_and_resize's rule: float32 for every image dtype but float64
+    assert ms.dtype == torch.bfloat16
+    assert grad_image.dtype == torch.float32
+    torch.testing.assert_close(ra, roi_ext.roi_align(x, rois.bfloat16().float(), 4, 0.5, 2, True), rtol=0, atol=0)
+    torch.testing.assert_close(ra, ref_ra, rtol=5e-2, atol=5e-2)
+    torch.testing.assert_close(cr, ref_cr, rtol=5e-2, atol=5e-2)
+    (ra.sum() + ms.float().sum()).backward()
     assert xg.grad.dtype == torch.float32 and torch.isfinite(xg.grad).all()
     with torch.autocast("cpu", dtype=torch.bfloat16):  # float64 is left alone, as in torchvision
         assert roi_ext.roi_align(x.double(), rois.double(), 2).dtype == torch.float64
+
+
+def test_autocast_matches_torchvision_dtype():
+    tv = pytest.importorskip("torchvision")
+    x, rois, _, _ = make_inputs()
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ours = roi_ext.roi_align(x.to(dtype), rois.to(dtype), 3, 0.5, 2, True)
+            theirs = tv.ops.roi_align(x.to(dtype), rois.to(dtype), 3, 0.5, 2, True)
+        assert ours.dtype == theirs.dtype == dtype
 
 
 DDP_SCRIPT = textwrap.dedent(
