@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -161,8 +162,9 @@ def run_cases(names):
     pending = list(names)
     while pending:
         payload = "".join(json.dumps([n, CASES[n][0]]) + "\n" for n in pending)
+        # cwd: outside the source tree, which must not shadow the installed package.
         proc = subprocess.run([sys.executable, "-c", CHILD], input=payload, capture_output=True, text=True,
-                              timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
+                              timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"}, cwd=tempfile.gettempdir())
         started = None
         for line in proc.stdout.splitlines():
             msg = json.loads(line)

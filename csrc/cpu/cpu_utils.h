@@ -5,10 +5,41 @@
 #include <torch/csrc/stable/ops.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <exception>
+#include <mutex>
 
 namespace roi_ext {
 namespace cpu {
+
+// torch::stable::parallel_for, with errors raised by f carried back to the
+// calling thread and rethrown there. An exception must not cross the stable C
+// boundary of parallel_for: torch releases before 2.13 lose its message there.
+// After the first error the remaining chunks return at once.
+template <class F>
+void parallel_for(int64_t begin, int64_t end, int64_t grain_size, const F& f) {
+  std::mutex mutex;
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+  torch::stable::parallel_for(begin, end, grain_size, [&](int64_t chunk_begin, int64_t chunk_end) {
+    if (failed.load(std::memory_order_relaxed)) {
+      return;
+    }
+    try {
+      f(chunk_begin, chunk_end);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!error) {
+        error = std::current_exception();
+      }
+      failed.store(true, std::memory_order_relaxed);
+    }
+  });
+  if (error) {
+    std::rethrow_exception(error);
+  }
+}
 
 // Inner-loop iterations below which a parallel region costs more than it saves.
 constexpr int64_t kMinWorkPerChunk = 32768;

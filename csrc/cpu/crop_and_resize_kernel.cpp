@@ -271,7 +271,7 @@ void forward_impl(
   const bool fast = std::is_same_v<scalar_t, float> && is.d == 1 && os.d == 1;
   const DepthLoops& loops = depth_loops();
 
-  torch::stable::parallel_for(0, num_boxes * crop_height, grain, [&](int64_t begin, int64_t end) {
+  cpu::parallel_for(0, num_boxes * crop_height, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / crop_height;
       const int64_t y = task % crop_height;
@@ -450,7 +450,7 @@ void grad_image_impl(
   const bool fast = kFloat && gs.d == 1 && os.d == 1;
   const DepthLoops& loops = depth_loops();
 
-  torch::stable::parallel_for(0, batch * blocks, grain, [&](int64_t begin, int64_t end) {
+  cpu::parallel_for(0, batch * blocks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bi = task / blocks;
       const int64_t d0 = (task % blocks) * dblock;
@@ -619,7 +619,7 @@ void grad_boxes_impl(
   const T* box = boxes.const_data_ptr<T>();
   T* out = output.mutable_data_ptr<T>();
   const int64_t grain = grain_for(8 * crop_height * crop_width * depth);
-  torch::stable::parallel_for(0, num_boxes, grain, [&](int64_t begin, int64_t end) {
+  cpu::parallel_for(0, num_boxes, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const scalar_t* image_b = img + box_index[b] * is.b;
       if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<T, float>) {

@@ -234,7 +234,7 @@ void roi_align_forward_impl(
   const int64_t blocks = (channels + cblock - 1) / cblock;
   // About four samples of four taps per bin and channel.
   const int64_t grain = grain_for(16 * bins * cblock);
-  torch::stable::parallel_for(0, num_rois * blocks, grain, [&](int64_t begin, int64_t end) {
+  cpu::parallel_for(0, num_rois * blocks, grain, [&](int64_t begin, int64_t end) {
     RoiSamples<acc_t> s;
     int64_t cached = -1;
     for (int64_t task = begin; task < end; ++task) {
@@ -435,7 +435,7 @@ void roi_align_backward_impl(
   const int64_t blocks = (channels + cblock - 1) / cblock;
   const int64_t rois_per_image = (num_rois + batch_size - 1) / std::max<int64_t>(batch_size, 1);
   const int64_t grain = grain_for(16 * rois_per_image * pooled_height * pooled_width * cblock);
-  torch::stable::parallel_for(0, batch_size * blocks, grain, [&](int64_t begin, int64_t end) {
+  cpu::parallel_for(0, batch_size * blocks, grain, [&](int64_t begin, int64_t end) {
     RoiSamples<acc_t> s;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks;
