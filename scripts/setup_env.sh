@@ -21,11 +21,15 @@ FLOOR_PY="$FLOOR_VENV/bin/python"
 WHEEL_DIR="$ROOT/.whl"
 TEST_TOOLS=(numpy pytest hypothesis expecttest)
 
+_pip() {  # _pip PY ARGS...: quiet pip, without the noise of missing local index entries
+  "$1" -m pip "${@:2}" 2>&1 | { grep -v "^WARNING: Location '" || true; }
+}
+
 _make_venv() {  # _make_venv DIR
   if [ ! -x "$1/bin/python" ]; then
     echo "[setup] creating virtualenv $1"
     python3 -m venv "$1"
-    "$1/bin/python" -m pip install -q --upgrade pip
+    _pip "$1/bin/python" install -q --upgrade pip
   fi
 }
 
@@ -36,24 +40,24 @@ _has_torch() {  # _has_torch PY VERSION: torch VERSION is installed
 _make_venv "$VENV"
 if ! _has_torch "$PY" 2.14.1 || ! "$PY" -c "import torchvision" 2>/dev/null; then
   echo "[setup] installing torch 2.14.1 and torchvision 0.29.1 (first run only)"
-  "$PY" -m pip install -q torch==2.14.1 torchvision==0.29.1
+  _pip "$PY" install -q torch==2.14.1 torchvision==0.29.1
 fi
 # onnx, onnxscript and onnxruntime only check the ONNX export (tests/test_onnx.py);
 # torch-abi-audit checks the wheel's ABI; setuptools and wheel build it.
 if ! "$PY" -c "import numpy, pytest, hypothesis, expecttest, onnx, onnxscript, onnxruntime, setuptools, wheel" 2>/dev/null \
    || [ ! -x "$VENV/bin/torch-abi-audit" ]; then
   echo "[setup] installing test tools"
-  "$PY" -m pip install -q "${TEST_TOOLS[@]}" onnx onnxscript onnxruntime torch-abi-audit "setuptools>=70.1" wheel ninja
+  _pip "$PY" install -q "${TEST_TOOLS[@]}" onnx onnxscript onnxruntime torch-abi-audit "setuptools>=70.1" wheel ninja
 fi
 
 if [ "${ROI_EXT_FLOOR:-0}" = "1" ]; then
   _make_venv "$FLOOR_VENV"
   if ! _has_torch "$FLOOR_PY" 2.11.0; then
     echo "[setup] installing torch 2.11.0 in $FLOOR_VENV (first run only)"
-    "$FLOOR_PY" -m pip install -q torch==2.11.0
+    _pip "$FLOOR_PY" install -q torch==2.11.0
   fi
   if ! "$FLOOR_PY" -c "import numpy, pytest, hypothesis, expecttest" 2>/dev/null; then
-    "$FLOOR_PY" -m pip install -q "${TEST_TOOLS[@]}"
+    _pip "$FLOOR_PY" install -q "${TEST_TOOLS[@]}"
   fi
 fi
 
@@ -83,7 +87,7 @@ _install_wheel() {  # _install_wheel PY: installs $WHEEL unless that exact file 
   local want
   want="$(sha1sum "$WHEEL" | cut -d' ' -f1)"
   if [ "$(cat "$(dirname "$1")/../.roi_ext-wheel" 2>/dev/null)" != "$want" ] || ! (cd /tmp && "$1" -c "import roi_ext") 2>/dev/null; then
-    "$1" -m pip install -q --force-reinstall --no-deps "$WHEEL"
+    _pip "$1" install -q --force-reinstall --no-deps "$WHEEL"
     echo "$want" > "$(dirname "$1")/../.roi_ext-wheel"
   fi
 }

@@ -67,11 +67,27 @@ C10_HOST_DEVICE inline T sample_coord(
       (0.5 * static_cast<double>(c1 + c2)) * static_cast<double>(size - 1));
 }
 
-// In range iff 0 <= v <= size - 1 (SPEC §1.4). Written as a positive test so
-// NaN is out of range (Part A9) and never reaches an integer conversion.
+// In range iff 0 <= v <= size - 1 (SPEC §1.4), compared exactly. Written as a
+// positive test so NaN is out of range (Part A9) and never reaches an integer
+// conversion. TensorFlow compares with T(size - 1), which rounds: for
+// size - 1 = 2^24 + 3, float(size - 1) = 2^24 + 4 = size, and a sample there
+// would read row `size`, one past the end (for size near 2^63 the float -> int64
+// conversion itself overflows). A v equal to that rounded bound is therefore in
+// range only when the bound is exact. For sizes T represents exactly (all
+// realistic ones) this is TensorFlow's test, and an in-range v has floor, ceil
+// and round in [0, size - 1].
 template <typename T>
 C10_HOST_DEVICE inline bool in_range(T v, int64_t size) {
-  return v >= T(0) && v <= static_cast<T>(size - 1);
+  const T last = static_cast<T>(size - 1);
+  if (!(v >= T(0) && v <= last)) {
+    return false;
+  }
+  if (v < last) {
+    return true;  // v < round(size - 1), so v <= size - 1 (v is a T too)
+  }
+  // v == last: exact iff last, an integer-valued T, converts back to size - 1.
+  // 2^63 (the rounding of sizes near INT64_MAX) is past every int64.
+  return last < T(9223372036854775807.0) && static_cast<int64_t>(last) <= size - 1;
 }
 
 // ---------------------------------------------------------------------------
@@ -81,9 +97,11 @@ template <typename T>
 struct Lerp {
   int64_t lo;  // floor(v)
   int64_t hi;  // ceil(v): equals lo at integer v, so no neighbour past size - 1
-  T frac;      // v - lo, exact
+  T frac;      // v - floor(v), exact
 };
 
+// Only for in-range v (see in_range: then floor, ceil and round are all in
+// [0, size - 1] and convert to int64 exactly).
 template <typename T>
 C10_HOST_DEVICE inline Lerp<T> lerp(T v) {
   const T lo = ::floor(v);
