@@ -16,6 +16,11 @@ Environment:
   TORCH_CUDA_ARCH_LIST    GPU architectures (default "8.0;9.0+PTX"; always
                           keep a +PTX entry so newer GPUs can JIT the kernels)
   ROI_EXT_SANITIZE=1      build with AddressSanitizer + UndefinedBehaviorSanitizer
+  ROI_EXT_CUDA_EMULATION=1  tests only, never for a wheel: also compile the CUDA
+                          kernels (csrc/cuda/*.cu) as host C++ and register them
+                          for CPU tensors as torch.ops.roi_ext_cuda_emulated.*
+                          (csrc/cuda/emulation.h; tests/test_cuda_emulation.py,
+                          scripts/test_emulation.sh)
 """
 import glob
 import os
@@ -82,13 +87,24 @@ def _extension():
     if _flag("ROI_EXT_SANITIZE"):
         # float-cast-overflow is not part of GCC's "undefined" group; it catches
         # NaN / out-of-range float -> int conversions, the classic bug here.
+        # -fno-wrapv: Python's sysconfig CFLAGS (which come first) carry -fwrapv,
+        # under which signed overflow is defined and UBSan's check for it is
+        # compiled out.
         san = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-omit-frame-pointer",
-               "-fno-sanitize-recover=all"]
+               "-fno-sanitize-recover=all", "-fno-wrapv"]
         cxx = [f for f in cxx if f != "-O2"] + ["-O1"] + san
         link += san
+    if _flag("ROI_EXT_CUDA_EMULATION"):
+        # Each csrc/cuda/X.cu is compiled through csrc/cuda/emulated_X.cpp.
+        cu = [os.path.splitext(os.path.basename(p))[0] for p in rel("csrc/cuda/*.cu")]
+        missing = [n for n in cu if not os.path.exists(os.path.join(HERE, "csrc", "cuda", f"emulated_{n}.cpp"))]
+        if missing:
+            raise RuntimeError(f"ROI_EXT_CUDA_EMULATION: no csrc/cuda/emulated_<name>.cpp wrapper for {missing}")
+        sources += rel("csrc/cuda/*.cpp")
+        cxx = cxx + ["-DROI_EXT_CUDA_EMULATION=1"]
     args = {"cxx": cxx}
     cls = CppExtension
-    if _use_cuda():
+    if _use_cuda() and not _flag("ROI_EXT_CUDA_EMULATION"):
         if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
             os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"
         sources += rel("csrc/cuda/*.cu")

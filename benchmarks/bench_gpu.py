@@ -124,6 +124,9 @@ def main():
     row("crop_and_resize grad_image deterministic", t["gi"], crop_bytes + image.numel() * 4)
     t = alternate({"gb": lambda: roi_ext.crop_and_resize_grad_boxes(grads, image, boxes, box_index)}, reps=5)
     row("crop_and_resize grad_boxes", t["gb"], 2 * crop_bytes)
+    # One box: its 14 x 14 x 64 terms are shared by a block (one thread per box before issue 14).
+    t = alternate({"gb": lambda: roi_ext.crop_and_resize_grad_boxes(grads[:1], image, boxes[:1], box_index[:1])})
+    row("crop_and_resize grad_boxes, 1 box", t["gb"], 2 * crop_bytes / 1000)
 
     print(f"\ndevice: {torch.cuda.get_device_name()}  torch {torch.__version__}  "
           f"torchvision {getattr(torchvision, '__version__', '-')}  copy bandwidth {bw / 1e12:.2f} TB/s")

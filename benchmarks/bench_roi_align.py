@@ -12,6 +12,8 @@ Workload groups (--only):
   rois      number of rois 64, 256, 1024, 4096 on [2,256,50,68] (float32, both layouts)
   channels  channels 16, 64, 256, 512 on [2,C,50,68], 512 rois (float32, both layouts)
   threads   thread counts from --thread-sweep on [2,256,50,68], 512 rois (float32, both layouts)
+  fewrois   the mask-pooler regime: a large map [2,256,200,272] and 1, 2, 4, ..., 128 rois
+            (float32, both layouts): roi_ext must not be slower than torchvision at any count
 
 Reference for the speed-up column (torchvision / roi_ext): torchvision on the *contiguous
 float32* tensor. torchvision makes a channels_last input contiguous internally, so for
@@ -55,7 +57,7 @@ from _bench_utils import (  # noqa: E402
     write_json,
 )
 
-GROUPS = ("maskrcnn", "rois", "channels", "threads")
+GROUPS = ("maskrcnn", "rois", "channels", "threads", "fewrois")
 OUTPUT_SIZE = (7, 7)
 SPATIAL_SCALE = 0.25
 SAMPLING_RATIO = 2
@@ -216,6 +218,10 @@ def build_cases(args):
         for c in ([16, 256] if args.quick else [16, 64, 256, 512]):
             for layout in ("contiguous", "channels_last"):
                 cases.append(("channels", (2, c, 50, 68), BASE_ROIS, torch.float32, layout, t))
+    if "fewrois" in args.only:
+        for k in ([1, 16] if args.quick else [1, 2, 4, 8, 16, 32, 64, 128]):
+            for layout in ("contiguous", "channels_last"):
+                cases.append(("fewrois", (2, 256, 200, 272), k, torch.float32, layout, t))
     if "threads" in args.only:
         for th in args.thread_sweep:
             for layout in ("contiguous", "channels_last"):

@@ -47,4 +47,15 @@ STABLE_TORCH_LIBRARY(roi_ext, m) {
   m.def(
       "crop_and_resize_grad_boxes(Tensor grads, Tensor image, Tensor boxes, "
       "Tensor box_index, str method, str data_format) -> Tensor");
+  // ROIAlign over the levels of a feature pyramid in one call: roi k is pooled
+  // from features[levels[k]] with scales[levels[k]] (roi_ext.MultiScaleRoIAlign).
+  m.def(
+      "multi_scale_roi_align(Tensor[] features, Tensor rois, Tensor levels, "
+      "float[] scales, SymInt pooled_height, SymInt pooled_width, "
+      "int sampling_ratio, bool aligned) -> Tensor");
+  m.def(
+      "_multi_scale_roi_align_backward(Tensor grad, Tensor rois, Tensor levels, "
+      "float[] scales, SymInt pooled_height, SymInt pooled_width, "
+      "SymInt batch_size, SymInt channels, SymInt[] heights, SymInt[] widths, "
+      "int sampling_ratio, bool aligned, bool deterministic=False) -> Tensor[]");
 }

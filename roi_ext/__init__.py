@@ -8,9 +8,15 @@ import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # noqa: F401  (loads the compiled operators)
 from . import _autocast  # noqa: F401  (autocast kernels)
+from . import onnx  # noqa: F401  (ONNX export of the ops, both exporters)
 from .crop_and_resize import CropAndResize, crop_and_resize, crop_and_resize_grad_boxes, crop_and_resize_grad_image
 from .cropping import Cropping1D, Cropping2D, Cropping3D, cropping1d, cropping2d, cropping3d
+from .poolers import MultiScaleRoIAlign
 from .roi_align import ROIAlign, RoIAlign, roi_align
+
+# roi_align is an fx leaf when called as roi_ext.roi_align too (torch.fx.wrap
+# patches the globals of the module that calls it: here, this package).
+torch.fx.wrap("roi_align")
 
 __all__ = [
     "crop_and_resize",
@@ -20,6 +26,7 @@ __all__ = [
     "roi_align",
     "ROIAlign",
     "RoIAlign",
+    "MultiScaleRoIAlign",
     "cropping1d",
     "cropping2d",
     "cropping3d",

@@ -29,5 +29,5 @@ def _register(name: str) -> None:
 
 
 for _name in ("roi_align", "_roi_align_backward", "crop_and_resize", "crop_and_resize_grad_image",
-              "crop_and_resize_grad_boxes"):
+              "crop_and_resize_grad_boxes", "multi_scale_roi_align", "_multi_scale_roi_align_backward"):
     _register(_name)

@@ -6,7 +6,8 @@ from typing import Tuple
 
 import torch
 
-__all__ = ["check_int", "check_float", "check_bool", "check_dense", "pair", "call_op", "translate_error", "deterministic"]
+__all__ = ["check_int", "check_float", "check_bool", "check_dense", "check_devices", "pair", "call_op", "call",
+           "translate_error", "deterministic", "function_path", "function_for", "save"]
 
 
 def check_int(value, name: str) -> int:
@@ -22,7 +23,11 @@ def check_float(value, name: str) -> float:
         return value  # type: ignore[return-value]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int such as 10**400: no float holds it
+        raise ValueError(f"{name} must be a number a float64 can hold, got an int of "
+                         f"{int(value).bit_length()} bits") from None
 
 
 try:  # numpy is optional for roi_ext
@@ -45,6 +50,18 @@ def check_dense(t: torch.Tensor, name: str, op: str) -> None:
     with the argument's name, rather than by the dispatcher."""
     if t.layout != torch.strided:
         raise TypeError(f"{op}: {name} must be a dense (strided) tensor, got layout {t.layout}")
+
+
+def check_devices(op: str, reference: str, **tensors) -> None:
+    """Every tensor on the device of tensors[reference]; else a RuntimeError naming
+    the argument. Meta tensors mixed with real ones would otherwise reach the
+    fake kernel (Meta has the higher dispatch priority), which returns an
+    unfilled tensor. Fake kernels and the public functions call it."""
+    device = tensors[reference].device
+    for name, t in tensors.items():
+        if t.device != device:
+            raise RuntimeError(f"{op}: {name} must be on the same device as {reference} ({device}), "
+                               f"got {name} on {t.device}")
 
 
 def pair(value, name: str) -> Tuple[int, int]:
@@ -105,3 +122,74 @@ def deterministic() -> bool:
     """The flag the backward ops take: torch.use_deterministic_algorithms(True)
     makes the CUDA kernels use their deterministic paths."""
     return torch.are_deterministic_algorithms_enabled()
+
+
+# ---------------------------------------------------------------------------
+# Forward-mode AD and torch.func transforms
+#
+# torch.library.register_autograd gives the ops reverse mode only: its
+# autograd.Function has no jvp and no setup_context, so torch.func.jvp /
+# jacfwd / forward_ad saw zeros and torch.func.grad / jacrev raised. An
+# autograd.Function cannot be the op's own Autograd kernel either (functorch
+# cannot run one from inside the dispatcher). So the public functions call the
+# op through `function_for(...)`'s autograd.Function (jvp, setup_context,
+# generated vmap rule) whenever a torch.func transform or a forward-AD level is
+# active, and call the op directly otherwise (plain autograd, torch.compile,
+# torch.export: the op with its registered autograd formula).
+# ---------------------------------------------------------------------------
+def function_path() -> bool:
+    """True when the op must run through its autograd.Function (jvp support)."""
+    if torch.compiler.is_compiling():
+        return False
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return True
+    return torch.autograd.forward_ad._current_level >= 0
+
+
+def save(ctx, *tensors) -> None:
+    """Saves tensors for backward and, in the autograd.Function path, for jvp."""
+    ctx.save_for_backward(*tensors)
+    if getattr(ctx, "_roi_ext_function", False):
+        ctx.save_for_forward(*tensors)
+
+
+def function_for(op, setup_context, backward, jvp):
+    """An autograd.Function running `op` with these formulas (the same
+    setup_context and backward as the op's register_autograd)."""
+
+    class Function(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(*args):
+            return op(*args)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx._roi_ext_function = True
+            setup_context(ctx, inputs, output)
+
+        @staticmethod
+        def backward(ctx, *grads):
+            return backward(ctx, *grads)
+
+        @staticmethod
+        def jvp(ctx, *tangents):
+            return jvp(ctx, *tangents)
+
+    Function.__name__ = Function.__qualname__ = f"{op.__name__}_function"
+    return Function
+
+
+def call(op, function, *args):
+    """op(*args) (through `function` when function_path()), with the kernels'
+    tagged errors re-raised as their own types."""
+    if function is not None and function_path():
+        try:
+            return function.apply(*args)
+        except RuntimeError as e:
+            translated = translate_error(e)
+            if translated is e:
+                raise
+            raise translated from None
+    return call_op(op, *args)

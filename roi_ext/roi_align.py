@@ -10,7 +10,9 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._utils import call_op, check_bool, check_dense, check_float, check_int, deterministic, pair
+from . import onnx as _onnx
+from ._utils import (call, call_op, check_bool, check_dense, check_devices, check_float, check_int, deterministic,
+                     function_for, pair, save)
 
 __all__ = ["roi_align", "RoIAlign", "ROIAlign"]
 
@@ -26,6 +28,7 @@ def _memory_format(t: Tensor) -> torch.memory_format:
 
 @torch.library.register_fake("roi_ext::roi_align")
 def _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode):
+    check_devices("roi_align", "input", input=input, rois=rois)
     torch._check(input.dim() == 4, lambda: f"roi_align: input must be a 4-D tensor [N, C, H, W], got {input.dim()}-D")
     torch._check(input.dtype in _DTYPES, lambda: f"roi_align: unsupported input dtype {input.dtype}")
     torch._check(rois.dim() == 2 and rois.size(1) == 5, lambda: "roi_align: rois must have shape [K, 5]")
@@ -43,7 +46,12 @@ def _roi_align_backward_fake(
     grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width,
     sampling_ratio, aligned, roi_end_mode, deterministic=False,
 ):
+    check_devices("_roi_align_backward", "grad", grad=grad, rois=rois)
     torch._check(grad.dim() == 4, lambda: "_roi_align_backward: grad must be 4-D")
+    torch._check_value(
+        batch_size >= 0 and channels >= 0 and height >= 0 and width >= 0,
+        lambda: f"_roi_align_backward: input size (batch_size, channels, height, width) must be non-negative, "
+                f"got ({batch_size}, {channels}, {height}, {width})")
     torch._check(grad.dtype in _DTYPES, lambda: f"_roi_align_backward: unsupported grad dtype {grad.dtype}")
     torch._check(rois.dim() == 2 and rois.size(1) == 5, lambda: "_roi_align_backward: rois must have shape [K, 5]")
     return torch.empty(
@@ -56,7 +64,7 @@ def _roi_align_backward_fake(
 
 def _setup_context(ctx, inputs, output):
     input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode = inputs
-    ctx.save_for_backward(rois)
+    save(ctx, rois)
     ctx.input_shape = input.shape
     ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode)
 
@@ -65,8 +73,8 @@ def _backward(ctx, grad):
     (rois,) = ctx.saved_tensors
     spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode = ctx.args
     batch_size, channels, height, width = ctx.input_shape
-    grad_input = call_op(
-        torch.ops.roi_ext._roi_align_backward,
+    grad_input = call(
+        torch.ops.roi_ext._roi_align_backward.default, _RoiAlignBackward,
         grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width,
         sampling_ratio, aligned, roi_end_mode, deterministic(),
     )
@@ -77,21 +85,41 @@ def _backward(ctx, grad):
 def _backward_setup_context(ctx, inputs, output):
     grad, rois, spatial_scale, pooled_height, pooled_width = inputs[:5]
     sampling_ratio, aligned, roi_end_mode = inputs[9:12]
-    ctx.save_for_backward(rois)
+    save(ctx, rois)
     ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode)
+    ctx.all_args = inputs[2:]
 
 
 def _backward_backward(ctx, grad_grad_input):
     # _roi_align_backward is linear in `grad`; its adjoint is the forward.
     (rois,) = ctx.saved_tensors
-    grad_grad = call_op(torch.ops.roi_ext.roi_align, grad_grad_input, rois, *ctx.args)
+    grad_grad = call(torch.ops.roi_ext.roi_align.default, _RoiAlign, grad_grad_input, rois, *ctx.args)
     return (grad_grad,) + (None,) * 12
+
+
+# Forward mode: both ops are linear in their first argument, so the tangent is
+# the op applied to the tangent. The rois get no derivative (SPEC Part A13).
+def _jvp(ctx, input_t, *_):
+    (rois,) = ctx.saved_tensors
+    if input_t is None:
+        return None
+    return call(torch.ops.roi_ext.roi_align.default, _RoiAlign, input_t, rois, *ctx.args)
+
+
+def _backward_jvp(ctx, grad_t, *_):
+    (rois,) = ctx.saved_tensors
+    if grad_t is None:
+        return None
+    return call(torch.ops.roi_ext._roi_align_backward.default, _RoiAlignBackward, grad_t, rois, *ctx.all_args)
 
 
 torch.library.register_autograd("roi_ext::roi_align", _backward, setup_context=_setup_context)
 torch.library.register_autograd(
     "roi_ext::_roi_align_backward", _backward_backward, setup_context=_backward_setup_context
 )
+_RoiAlign = function_for(torch.ops.roi_ext.roi_align.default, _setup_context, _backward, _jvp)
+_RoiAlignBackward = function_for(torch.ops.roi_ext._roi_align_backward.default, _backward_setup_context,
+                                 _backward_backward, _backward_jvp)
 
 
 def _boxes_to_rois(boxes: Union[Tensor, Sequence[Tensor]], input: Tensor) -> Tensor:
@@ -109,6 +137,7 @@ def _boxes_to_rois(boxes: Union[Tensor, Sequence[Tensor]], input: Tensor) -> Ten
             if not isinstance(b, Tensor) or b.dim() != 2 or b.size(1) != 4:
                 shape = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
                 raise ValueError(f"roi_align: boxes[{i}] must be a Tensor[L, 4], got {shape}")
+            check_devices("roi_align", "input", input=input, **{f"boxes[{i}]": b})
             parts.append(torch.cat([torch.full_like(b[:, :1], i), b], dim=1))
         if not parts:
             return torch.empty((0, 5), dtype=input.dtype, device=input.device)
@@ -118,6 +147,32 @@ def _boxes_to_rois(boxes: Union[Tensor, Sequence[Tensor]], input: Tensor) -> Ten
     )
 
 
+def _roi_align_op(input: Tensor, rois: Tensor, spatial_scale: float, pooled_height: int, pooled_width: int,
+                  sampling_ratio: int, aligned: bool, roi_end_mode: int) -> Tensor:
+    """torch.ops.roi_ext.roi_align with typed errors; an ONNX RoiAlign node while
+    torch.onnx.export(dynamo=True) traces the model."""
+    if _onnx.exporting_with_dynamo():
+        return _onnx.roi_align_to_onnx(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio,
+                                       aligned, roi_end_mode)
+    check_devices("roi_align", "input", input=input, rois=rois)
+    return call(torch.ops.roi_ext.roi_align.default, _RoiAlign, input, rois, spatial_scale, pooled_height,
+                pooled_width, sampling_ratio, aligned, roi_end_mode)
+
+
+def _pair_scriptable(output_size: Union[int, Tuple[int, int], List[int]]) -> Tuple[int, int]:
+    if isinstance(output_size, int):
+        return output_size, output_size
+    elif isinstance(output_size, list):
+        if len(output_size) != 2:
+            raise ValueError("roi_align: output_size must be an int or a pair of ints")
+        return output_size[0], output_size[1]
+    else:
+        return output_size[0], output_size[1]
+
+
+# An fx leaf (torch.fx.symbolic_trace records one call instead of tracing into
+# it), as torchvision registers its roi_align.
+@torch.fx.wrap
 def roi_align(
     input: Tensor,
     boxes: Union[Tensor, List[Tensor]],
@@ -150,6 +205,22 @@ def roi_align(
         ``[K, C, pooled_height, pooled_width]``, dtype and memory format of ``input``.
         Differentiable with respect to ``input``.
 
+    Raises:
+        IndexError: (CPU) a batch index outside ``[0, N)`` or not finite.
+        ValueError: a roi needing more than ``2**26`` bilinear samples
+            (``pooled_h * pooled_w * grid_h * grid_w``): a too large ``sampling_ratio``
+            (CPU and CUDA, before any work), or, on the CPU, adaptive sampling of a
+            huge roi.
+
+    On CUDA nothing is copied to the host (no synchronisation: CUDA graphs and
+    ``torch.compile(mode="reduce-overhead")`` work), so the roi values are not
+    checked there: a roi whose batch index is outside ``[0, N)`` or not finite
+    gives zeros and receives no gradient, and a roi that adaptive sampling would
+    give more than ``2**26`` samples (coordinates around ``1e7`` and beyond: a
+    diverging box regressor) gives NaN and no gradient. Under
+    ``torch.use_deterministic_algorithms(True)`` the CUDA backward adds in the CPU
+    kernel's order: bitwise reproducible, and equal to the CPU result.
+
     Example:
         >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
         >>> rois = torch.tensor([[0.0, 0.0, 0.0, 3.0, 3.0]])
@@ -157,14 +228,17 @@ def roi_align(
         tensor([[[[ 3.7500,  5.2500],
                   [ 9.7500, 11.2500]]]])
     """
+    if torch.jit.is_scripting():  # TorchScript compiles this branch only
+        pooled = _pair_scriptable(output_size)
+        return torch.ops.roi_ext.roi_align(input, _rois_scriptable(boxes, input), spatial_scale, pooled[0],
+                                           pooled[1], sampling_ratio, aligned, roi_end_mode)
     if not isinstance(input, Tensor):
         raise TypeError(f"roi_align: input must be a Tensor, got {type(input).__name__}")
     check_dense(input, "input", "roi_align")
     rois = _boxes_to_rois(boxes, input)
     check_dense(rois, "boxes", "roi_align")
     pooled_height, pooled_width = pair(output_size, "output_size")
-    return call_op(
-        torch.ops.roi_ext.roi_align,
+    return _roi_align_op(
         input,
         rois,
         check_float(spatial_scale, "spatial_scale"),
@@ -271,8 +345,8 @@ class ROIAlign(nn.Module):
                 features, rois, self.spatial_scale, self.pooled_height, self.pooled_width, self.sample_num, False,
                 self.roi_end_mode,
             )
-        return call_op(
-            torch.ops.roi_ext.roi_align, features, rois, self.spatial_scale, self.pooled_height, self.pooled_width, self.sample_num, False,
+        return _roi_align_op(
+            features, rois, self.spatial_scale, self.pooled_height, self.pooled_width, self.sample_num, False,
             self.roi_end_mode,
         )
 

@@ -10,15 +10,27 @@
 # The normal build in the repository is left alone. CPU kernels only (the CUDA
 # kernels are checked with compute-sanitizer: benchmarks/gpu_check.sh).
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
+# ROI_EXT_PYTHON=/path/to/python: use that interpreter (torch, pytest and
+# hypothesis installed) as it is, without scripts/setup_env.sh.
+if [ -n "${ROI_EXT_PYTHON:-}" ]; then
+  ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  PY="$ROI_EXT_PYTHON"
+else
+  source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
+fi
 WORK="${ROI_EXT_SANITIZE_DIR:-/tmp/roi_ext_sanitize}"
 rm -rf "$WORK"
 mkdir -p "$WORK"
-(cd "$ROOT" && git ls-files -z | xargs -0 cp --parents -t "$WORK")
+# Tracked files and new ones not yet committed (not the ignored build outputs).
+(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$WORK" 2>/dev/null || true)
 
 echo "[sanitize] building with ASan + UBSan in $WORK"
 (cd "$WORK" && ROI_EXT_SANITIZE=1 FORCE_CPU=1 MAX_JOBS="${MAX_JOBS:-2}" \
   "$PY" setup.py -q build_ext --inplace > "$WORK/build.log" 2>&1) || { tail -n 40 "$WORK/build.log"; exit 1; }
+# The sanitizer build must not compile UBSan's signed-overflow checks out.
+if grep -q -- "-fsanitize=" "$WORK/build.log" && ! grep -- "-fsanitize=" "$WORK/build.log" | grep -q -- "-fno-wrapv"; then
+  echo "[sanitize] the compiler command lacks -fno-wrapv" >&2; exit 1
+fi
 
 runtime() { gcc -print-file-name="$1"; }
 export LD_PRELOAD="$(runtime libasan.so):$(runtime libubsan.so)"

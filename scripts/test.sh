@@ -4,7 +4,9 @@
 #   1. torch-abi-audit: the wheel must use only the LibTorch stable ABI and be
 #      abi3-compliant;
 #   2. the whole test suite under torch 2.14.1 + torchvision 0.29.1;
-#   3. the suite again under torch 2.11.0, the oldest supported release (no
+#   3. every CUDA kernel executed on the CPU (scripts/test_emulation.sh: the
+#      emulation build, whose results must equal the CPU kernels');
+#   4. the suite again under torch 2.11.0, the oldest supported release (no
 #      torchvision there: its comparisons are skipped). ROI_EXT_FLOOR=0 skips it.
 # Extra arguments go to pytest (both runs), e.g. `bash scripts/test.sh -k roi_align`.
 set -euo pipefail
@@ -19,6 +21,8 @@ echo "[test] torch-abi-audit --check both roi_ext"
 echo "[test] $("$PY" -c 'import torch; print("torch", torch.__version__)') + torchvision: full suite"
 status=0
 "$PY" -P -m pytest tests -q -p no:cacheprovider "$@" || status=$?
+echo "[test] the CUDA kernels through the emulation build"
+PY="$PY" bash "$ROOT/scripts/test_emulation.sh" "$@" || status=$?
 if [ "$ROI_EXT_FLOOR" = "1" ]; then
   echo "[test] $("$FLOOR_PY" -c 'import torch; print("torch", torch.__version__)') (the floor), no torchvision"
   "$FLOOR_PY" -P -m pytest tests -q -p no:cacheprovider "$@" || status=$?

@@ -124,6 +124,64 @@ CASES = {
     "crop2d_data_format": ("R.Cropping2D(1, data_format='nhwc')", ("ValueError", "data_format")),
 }
 
+# Every tensor argument of every op on another device (meta) while the others
+# are real, and the reverse: an error naming that argument, never the fake
+# kernel's unfilled tensor (issue 15).
+_OP_CALLS = {
+    "cr": ("R.crop_and_resize({image}, {boxes}, {box_index}, (2, 3))", ("image", "boxes", "box_index")),
+    "crgi": ("R.crop_and_resize_grad_image({grads}, {boxes}, {box_index}, (2, 8, 9, 3))",
+             ("grads", "boxes", "box_index")),
+    "crgb": ("R.crop_and_resize_grad_boxes({grads}, {image}, {boxes}, {box_index})",
+             ("grads", "image", "boxes", "box_index")),
+    "ra": ("R.roi_align({input}, {rois}, 2)", ("input", "rois")),
+    "craw": ("torch.ops.roi_ext.crop_and_resize({image}, {boxes}, {box_index}, 2, 3, 'bilinear', 0.0, 'NHWC')",
+             ("image", "boxes", "box_index")),
+    "crgiraw": ("torch.ops.roi_ext.crop_and_resize_grad_image({grads}, {boxes}, {box_index}, 2, 8, 9, 3, 'bilinear', "
+                "torch.float32, 'NHWC')", ("grads", "boxes", "box_index")),
+    "crgbraw": ("torch.ops.roi_ext.crop_and_resize_grad_boxes({grads}, {image}, {boxes}, {box_index}, 'bilinear', "
+                "'NHWC')", ("grads", "image", "boxes", "box_index")),
+    "raraw": ("torch.ops.roi_ext.roi_align({input}, {rois}, 1.0, 2, 2, -1, False, 0)", ("input", "rois")),
+    "rab": ("B({grad}, {rois}, 1.0, 2, 2, 2, 3, 8, 9, -1, False, 0)", ("grad", "rois")),
+}
+_REAL = {"image": "IMG", "boxes": "BX", "box_index": "BI", "grads": "G", "input": "X", "rois": "ROIS",
+         "grad": "torch.ones(2, 3, 2, 2)"}
+for _op, (_template, _args) in _OP_CALLS.items():
+    for _arg in _args:
+        for _where, _fmt in (("meta", "{}.to('meta')"), ("real", "{}")):
+            _values = {a: (_fmt.format(_REAL[a]) if a == _arg else
+                           (_REAL[a] if _where == "meta" else f"{_REAL[a]}.to('meta')")) for a in _args}
+            _name = f"{_op}_{_arg}_{'on_meta' if _where == 'meta' else 'only_real'}"
+            CASES[_name] = (_template.format(**_values), ("RuntimeError", _arg))
+CASES.update({
+    "ra_boxes_list_one_meta": ("R.roi_align(X, [ROIS[:1, 1:], ROIS[1:, 1:].to('meta')], 2)",
+                               ("RuntimeError", "boxes[1]")),
+    "ra_spatial_scale_huge_int": ("R.roi_align(X, ROIS, 2, spatial_scale=10**400)", ("ValueError", "spatial_scale")),
+    "cr_extrapolation_huge_int": ("R.crop_and_resize(IMG, BX, BI, (2, 2), extrapolation_value=10**400)",
+                                  ("ValueError", "extrapolation_value")),
+    "cr_module_extrapolation_huge_int": ("R.CropAndResize(extrapolation_value=-10**400)",
+                                         ("ValueError", "extrapolation_value")),
+    "cr_fake_negative_crop": ("torch.ops.roi_ext.crop_and_resize(IMG.to('meta'), BX.to('meta'), BI.to('meta'), -2, 3, "
+                              "'bilinear', 0.0, 'NHWC')", ("ValueError", "crop_size")),
+    "crgi_fake_negative_size": ("torch.ops.roi_ext.crop_and_resize_grad_image(G.to('meta'), BX.to('meta'), "
+                                "BI.to('meta'), 2, -8, 9, 3, 'bilinear', torch.float32, 'NHWC')",
+                                ("ValueError", "image_size")),
+    "rab_fake_negative_size": ("B(torch.ones(2, 3, 2, 2, device='meta'), ROIS.to('meta'), 1.0, 2, 2, 2, 3, -8, 9, -1, "
+                               "False, 0)", ("ValueError", "height")),
+    "ra_channels_last_copy_impossible": ("R.roi_align(X[:1, :1, :1, :1].expand(1, 2**20, 2**20, 2**20), ROIS[:1], 1)",
+                                         ("RuntimeError", "input")),
+    "cr_giant_broadcast_image": ("R.crop_and_resize(IMG[:1, :1, :1].expand(1, 2**60, 1, 3), BX, ti([0, 0]), (2, 2))",
+                                 ("ok", (2, 2, 2, 3))),
+    "cr_h_2_24_plus_4_broadcast": ("R.crop_and_resize(IMG[:1, :1, :1].expand(1, 16777220, 3, 3), t([[1, 0, 1, 1]]), "
+                                   "ti([0]), (1, 2), 'nearest')", ("ok", (1, 1, 2, 3))),
+    "crgb_giant_broadcast_image": ("R.crop_and_resize_grad_boxes(G[..., :1], IMG[:1, :1, :1, :1].expand(1, 2**31 + 1, 2**31 - 1, 1), "
+                                   "BX, ti([0, 0]))", ("ok", (2, 4))),
+    "ra_float64_rois_batch_index": ("R.roi_align(X, torch.tensor([[1.9999999999, 0, 0, 3, 3]], dtype=torch.float64), 2)",
+                                    ("ok", (1, 3, 2, 2))),
+    "ra_huge_output_tiny_input": ("R.roi_align(X[:1, :1], ROIS[:1], (1024, 2048), sampling_ratio=1)",
+                                  ("ok", (1, 1, 1024, 2048))),
+    "ra_huge_sampling_one_bin": ("R.roi_align(X[:1, :1], ROIS[:1], 1, sampling_ratio=2000)", ("ok", (1, 1, 1, 1))),
+})
+
 CHILD = textwrap.dedent(
     """
     import json, sys, torch, roi_ext as R
@@ -201,10 +259,11 @@ def test_bad_input(name, results):
         if detail is not None:
             assert tuple(res["shape"]) == tuple(detail)
         assert res["finite"], f"{expr} returned non-finite values"
-    elif expr.startswith("B("):
+    elif (expr.startswith("B(") or expr.startswith("torch.ops.")) and kind not in res.get("mro", []):
         # A compiled op called directly (torch.ops.roi_ext.*) can only raise
         # RuntimeError (LibTorch stable ABI); its message starts with the type
-        # the Python front-ends re-raise it as.
+        # the Python front-ends re-raise it as. (The Python fake kernels raise
+        # the type itself.)
         assert res["result"] == "RuntimeError", f"{expr}: expected a RuntimeError, got {res}"
         assert res["message"].startswith(kind + ": "), f"{expr}: expected a {kind} tag: {res['message']}"
         assert detail.lower() in res["message"].lower(), f"{expr}: message does not name {detail!r}: {res['message']}"

@@ -137,15 +137,22 @@ inline void check_boxes(
       ": box_index must be int32 or int64, got ",
       dtype_name(box_index.scalar_type()));
   ROI_EXT_CHECK(
-      boxes.device() == ref.device() && box_index.device() == ref.device(),
+      boxes.device() == ref.device(),
       op,
-      ": boxes, box_index and ",
+      ": boxes must be on the same device as ",
       ref_name,
-      " must be on the same device, got ",
+      " (",
       device_of(ref),
-      ", ",
-      device_of(boxes),
-      " and ",
+      "), got boxes on ",
+      device_of(boxes));
+  ROI_EXT_CHECK(
+      box_index.device() == ref.device(),
+      op,
+      ": box_index must be on the same device as ",
+      ref_name,
+      " (",
+      device_of(ref),
+      "), got box_index on ",
       device_of(box_index));
 }
 
@@ -257,7 +264,13 @@ inline ParsedArgs check_grad_boxes_args(
   check_image(image, parsed.nchw, op);
   check_boxes(boxes, box_index, image, "image", op);
   check_grads(grads, boxes, as_nhwc(image, parsed.nchw).size(3), parsed.nchw, op);
-  ROI_EXT_CHECK(grads.device() == image.device(), op, ": grads and image must be on the same device");
+  ROI_EXT_CHECK(
+      grads.device() == image.device(),
+      op,
+      ": grads must be on the same device as image (",
+      device_of(image),
+      "), got grads on ",
+      device_of(grads));
   return parsed;
 }
 

@@ -86,13 +86,53 @@ C10_HOST_DEVICE inline RoiGeometry<T> roi_geometry(
   return g;
 }
 
+// grid_h * grid_w without int64 overflow: a huge positive sampling_ratio
+// (>= ~3e9) saturates at INT64_MAX instead (such a roi is refused anyway, see
+// exceeds_sample_limit). Grids are never negative.
+C10_HOST_DEVICE inline int64_t grid_product(int64_t grid_h, int64_t grid_w) {
+  if (grid_h <= 0 || grid_w <= 0) {
+    return 0;
+  }
+  if (grid_h > std::numeric_limits<int64_t>::max() / grid_w) {
+    return std::numeric_limits<int64_t>::max();
+  }
+  return grid_h * grid_w;
+}
+
 // Divisor of the forward average: max(grid_h * grid_w, 1). The backward uses the
 // same value; it differs from torchvision's backward divisor (grid_h * grid_w)
 // only when there are no samples, and then nothing is divided.
 template <typename T>
 C10_HOST_DEVICE inline T sample_count(const RoiGeometry<T>& g) {
-  const int64_t n = g.grid_h * g.grid_w;
+  const int64_t n = grid_product(g.grid_h, g.grid_w);
   return static_cast<T>(n > 1 ? n : 1);
+}
+
+// One roi may need at most this many bilinear samples in total
+// (pooled_height * pooled_width * grid_h * grid_w). The CPU refuses a roi above
+// it (ValueError naming sampling_ratio); so does CUDA, before any launch, when
+// the count does not depend on the roi (sampling_ratio > 0). Under adaptive
+// sampling only the kernel knows the count: the CUDA kernels then give such a
+// roi NaN outputs and no gradient instead of looping up to 2^40 times.
+constexpr int64_t kMaxSamplesPerRoi = int64_t(1) << 26;
+
+// The sample total of a roi, in double: exact below 2^53, never overflows.
+C10_HOST_DEVICE inline double roi_sample_total(
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t grid_h,
+    int64_t grid_w) {
+  return static_cast<double>(pooled_height) * static_cast<double>(pooled_width) *
+      static_cast<double>(grid_h) * static_cast<double>(grid_w);
+}
+
+template <typename T>
+C10_HOST_DEVICE inline bool exceeds_sample_limit(
+    const RoiGeometry<T>& g,
+    int64_t pooled_height,
+    int64_t pooled_width) {
+  return roi_sample_total(pooled_height, pooled_width, g.grid_h, g.grid_w) >
+      static_cast<double>(kMaxSamplesPerRoi);
 }
 
 // Coordinate of sample i (of grid) inside bin p along one axis:

@@ -270,8 +270,9 @@ inline int64_t element_size(ScalarType t) {
 // allocation, and touching a fresh 50 MB output 4 KiB page by page costs as much
 // as computing it (benchmarks/RESULTS.md); 2 MiB pages take 512x fewer faults.
 // Must run before the memory is first written.
+// (-DROI_EXT_NO_HUGEPAGES compiles it out, to measure what it is worth.)
 inline void advise_huge_pages(const Tensor& t, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
+#if defined(__linux__) && defined(MADV_HUGEPAGE) && !defined(ROI_EXT_NO_HUGEPAGES)
   constexpr uintptr_t kHuge = uintptr_t(2) << 20;
   if (bytes < int64_t(4 * kHuge) || !t.is_cpu()) {
     return;

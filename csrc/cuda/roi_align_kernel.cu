@@ -9,15 +9,21 @@
 // Backward: by default one thread per output-gradient element scatters with
 // atomicAdd (float32 accumulation for 16-bit types, then one rounding). With
 // deterministic=True (the op's last argument: Python passes
-// torch.are_deterministic_algorithms_enabled()), a gather kernel is used
-// instead: one thread per input-gradient element sums, in the CPU kernel's order
-// (roi, bin, sample, corner), every contribution that lands on it, so the
-// result is bitwise reproducible and equal to the CPU result.
-#include <torch/csrc/stable/accelerator.h>
+// torch.are_deterministic_algorithms_enabled()) a gather is used instead (see
+// backward_gather_kernel): every grad_input element receives the same shares,
+// in the CPU kernel's order (roi, bin, sample, corner), so the result is bitwise
+// reproducible and equal to the CPU's, for about twice the atomic kernel's work.
+//
+// No host synchronisation: the batch indices are not checked on the host (that
+// would mean copying them there). A roi whose batch index is not in [0, N) (or
+// NaN) reads nothing: its output is 0 and it adds nothing to grad_input. The
+// CPU kernels raise an IndexError for it instead (SPEC.md Part A12).
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
 #include <torch/headeronly/core/Dispatch_v2.h>
+
+#include <limits>
 
 #include "../common/roi_align_args.h"
 #include "../common/roi_align_math.h"
@@ -32,43 +38,122 @@ using namespace roi_align_math;
 // Element offset of pixel (y, x) of channel c of image b, and the distance
 // between horizontally adjacent pixels, for NCHW or channels_last storage.
 struct Layout {
-  int64_t channels, height, width;
+  int64_t batch, channels, height, width;
   bool channels_last;
 
-  __device__ int64_t plane(int64_t b, int64_t c) const {
-    return channels_last ? (b * height * width * channels + c)
-                         : ((b * channels + c) * height * width);
+  __host__ __device__ int64_t plane(int64_t b, int64_t c) const {
+    return channels_last ? (b * height * width * channels + c) : ((b * channels + c) * height * width);
   }
-  __device__ int64_t pixel_stride() const {
+  __host__ __device__ int64_t pixel_stride() const {
     return channels_last ? channels : 1;
   }
 };
 
+// What a kernel needs of roi k: its image (-1 when the batch index is not in
+// [0, batch)) and geometry; `skip` when it has nothing to compute (no valid
+// image, or more samples than kMaxSamplesPerRoi, which the CPU refuses).
+template <typename acc_t>
+struct Roi {
+  int64_t image;
+  RoiGeometry<acc_t> g;
+  bool too_many_samples;
+};
+
+template <typename acc_t>
+__host__ __device__ inline Roi<acc_t> load_roi(
+    const acc_t* roi,
+    int64_t batch,
+    acc_t spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode) {
+  Roi<acc_t> r;
+  r.image = valid_batch_index(roi[0], batch) ? static_cast<int64_t>(roi[0]) : -1;
+  r.g = roi_geometry(roi, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode);
+  r.too_many_samples = exceeds_sample_limit(r.g, pooled_height, pooled_width);
+  return r;
+}
+
+struct RoiArgs {
+  int64_t pooled_height, pooled_width, sampling_ratio, roi_end_mode;
+  bool aligned;
+};
+
+// rois [K, 5] of any floating dtype -> contiguous rois in the compute type
+// acc_t, with the batch index resolved in the rois' own precision (SPEC A12:
+// checked and truncated toward zero before any rounding; a float64 index of
+// 0.9999999999 is image 0, which float32 would round to 1). An invalid index
+// becomes -1, which load_roi treats as invalid.
+template <typename src_t, typename acc_t>
+__global__ void rois_to_compute_kernel(int64_t total, const src_t* __restrict__ src, int64_t batch,
+                                       acc_t* __restrict__ dst) {
+  ROI_EXT_KERNEL_LOOP(i, total) {
+    const opmath_t<src_t> v = static_cast<opmath_t<src_t>>(src[i]);  // exact (half types widen)
+    if (i % 5 == 0) {
+      dst[i] = valid_batch_index(v, batch) ? static_cast<acc_t>(static_cast<int64_t>(v)) : acc_t(-1);
+    } else {
+      dst[i] = static_cast<acc_t>(v);
+    }
+  }
+}
+
+Tensor rois_in_compute_type(const Tensor& rois, ScalarType acc_type, int64_t batch, cudaStream_t stream) {
+  const Tensor src = contiguous(rois, "rois");
+  if (src.scalar_type() == acc_type) {
+    return src;
+  }
+  Tensor dst = roi_ext::empty("rois (in the compute type)", {src.size(0), 5}, acc_type, src.device());
+  const int64_t total = src.numel();
+  if (total == 0) {
+    return dst;
+  }
+  THO_DISPATCH_V2(
+      src.scalar_type(), "roi_align_rois_to_compute", AT_WRAP([&] {
+        using src_t = scalar_t;
+        if (acc_type == ScalarType::Double) {
+          cuda::launch(rois_to_compute_kernel<src_t, double>, total, stream, total, src.const_data_ptr<src_t>(),
+                       batch, dst.mutable_data_ptr<double>());
+        } else {
+          cuda::launch(rois_to_compute_kernel<src_t, float>, total, stream, total, src.const_data_ptr<src_t>(),
+                       batch, dst.mutable_data_ptr<float>());
+        }
+      }),
+      AT_EXPAND(AT_FLOATING_TYPES), ScalarType::Half, ScalarType::BFloat16);
+  return dst;
+}
+
 template <typename scalar_t, typename acc_t>
-__global__ void roi_align_forward_kernel(
+__global__ void forward_kernel(
     int64_t total,
     const scalar_t* __restrict__ input,
     const acc_t* __restrict__ rois,
     acc_t spatial_scale,
     Layout in,
-    int64_t pooled_height,
-    int64_t pooled_width,
-    int64_t sampling_ratio,
-    bool aligned,
-    int64_t roi_end_mode,
+    RoiArgs a,
     scalar_t* __restrict__ output) {
   ROI_EXT_KERNEL_LOOP(index, total) {
     int64_t k, c, ph, pw;
-    cuda::decompose_nchw(index, in.channels, pooled_height, pooled_width, in.channels_last, k, c, ph, pw);
-    const acc_t* roi = rois + k * 5;
-    const RoiGeometry<acc_t> g = roi_geometry(
-        roi, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode);
-    const scalar_t* base = input + in.plane(static_cast<int64_t>(roi[0]), c);
+    cuda::decompose_nchw(index, in.channels, a.pooled_height, a.pooled_width, in.channels_last, k, c, ph, pw);
+    const Roi<acc_t> r = load_roi(rois + k * 5, in.batch, spatial_scale, a.pooled_height, a.pooled_width,
+                                  a.sampling_ratio, a.aligned, a.roi_end_mode);
+    if (r.image < 0) {
+      output[index] = static_cast<scalar_t>(acc_t(0));
+      continue;
+    }
+    if (r.too_many_samples) {
+      output[index] = static_cast<scalar_t>(std::numeric_limits<acc_t>::quiet_NaN());
+      continue;
+    }
+    const RoiGeometry<acc_t>& g = r.g;
+    const scalar_t* base = input + in.plane(r.image, c);
     const int64_t ps = in.pixel_stride();
     acc_t sum = 0;
     for (int64_t iy = 0; iy < g.grid_h; ++iy) {
       const acc_t y = sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h);
       for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+        ROI_EXT_COUNT_WORK(1);
         const acc_t x = sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w);
         BilinearTaps<acc_t> t;
         if (!bilinear_taps(y, x, in.height, in.width, t)) {
@@ -86,37 +171,39 @@ __global__ void roi_align_forward_kernel(
   }
 }
 
-// Atomic scatter into grad_input (acc_t storage).
+// Strides of the output gradient [K, C, PH, PW] (any layout, stride 0 too).
+struct GradStrides {
+  int64_t k, c, h, w;
+};
+
+// Atomic scatter into grad_input (acc_t storage, `out` layout).
 template <typename scalar_t, typename acc_t>
-__global__ void roi_align_backward_atomic_kernel(
+__global__ void backward_atomic_kernel(
     int64_t total,
     const scalar_t* __restrict__ grad,
-    int64_t gs0,
-    int64_t gs1,
-    int64_t gs2,
-    int64_t gs3,
+    GradStrides gs,
     const acc_t* __restrict__ rois,
     acc_t spatial_scale,
     Layout out,
-    int64_t pooled_height,
-    int64_t pooled_width,
-    int64_t sampling_ratio,
-    bool aligned,
-    int64_t roi_end_mode,
+    RoiArgs a,
     acc_t* __restrict__ grad_input) {
   ROI_EXT_KERNEL_LOOP(index, total) {
     int64_t k, c, ph, pw;
-    cuda::decompose_nchw(index, out.channels, pooled_height, pooled_width, out.channels_last, k, c, ph, pw);
-    const acc_t* roi = rois + k * 5;
-    const RoiGeometry<acc_t> g = roi_geometry(
-        roi, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode);
-    const acc_t gval = static_cast<acc_t>(grad[k * gs0 + c * gs1 + ph * gs2 + pw * gs3]);
+    cuda::decompose_nchw(index, out.channels, a.pooled_height, a.pooled_width, out.channels_last, k, c, ph, pw);
+    const Roi<acc_t> r = load_roi(rois + k * 5, out.batch, spatial_scale, a.pooled_height, a.pooled_width,
+                                  a.sampling_ratio, a.aligned, a.roi_end_mode);
+    if (r.image < 0 || r.too_many_samples) {
+      continue;
+    }
+    const RoiGeometry<acc_t>& g = r.g;
+    const acc_t gval = static_cast<acc_t>(grad[k * gs.k + c * gs.c + ph * gs.h + pw * gs.w]);
     const acc_t count = sample_count(g);
-    acc_t* base = grad_input + out.plane(static_cast<int64_t>(roi[0]), c);
+    acc_t* base = grad_input + out.plane(r.image, c);
     const int64_t ps = out.pixel_stride();
     for (int64_t iy = 0; iy < g.grid_h; ++iy) {
       const acc_t y = sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h);
       for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+        ROI_EXT_COUNT_WORK(1);
         const acc_t x = sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w);
         BilinearTaps<acc_t> t;
         if (!bilinear_taps(y, x, out.height, out.width, t)) {
@@ -131,73 +218,125 @@ __global__ void roi_align_backward_atomic_kernel(
   }
 }
 
-// Deterministic gather: one thread per grad_input element (b, c, y, x).
+// The samples of one axis of a roi, numbered s = bin * grid + i (bin p, sample
+// i): the indices whose pixels (axis_taps) touch [lo, hi), found without
+// visiting the others (cuda::candidate_range), then narrowed to the first and
+// last that do.
+template <typename acc_t>
+__host__ __device__ inline cuda::IndexRange touching_samples(
+    acc_t start,
+    acc_t bin,
+    int64_t grid,
+    int64_t pooled,
+    int64_t size,
+    int64_t lo,
+    int64_t hi) {
+  // A sample v touches rows floor(v) and floor(v) + 1 for v in (0, size - 1),
+  // rows 0 and 1 for v in [-1, 0], row size - 1 for v in [size - 1, size]:
+  // those in [lo, hi) only if v lies in [lo - 1, hi] (or lo <= 1 and v >= -1).
+  const double v_lo = lo <= 1 ? -1.0 : static_cast<double>(lo - 1);
+  const double v_hi = static_cast<double>(hi);
+  // |computed - (first + s * step)| is a few roundings of numbers up to
+  // |start| + pooled * |bin|; 8 of them is a safe bound, 1 pixel more for luck.
+  const double magnitude = ::fabs(static_cast<double>(start)) +
+      (static_cast<double>(pooled) + 1.0) * ::fabs(static_cast<double>(bin));
+  const double slack = 1.0 + 8.0 * static_cast<double>(std::numeric_limits<acc_t>::epsilon()) * magnitude;
+  const double step = static_cast<double>(bin) / static_cast<double>(grid);
+  const double first = static_cast<double>(start) + 0.5 * step;
+  const cuda::IndexRange r = cuda::candidate_range(first, step, pooled * grid, v_lo, v_hi, slack);
+  return cuda::narrow_range(r, [&](int64_t s) {
+    AxisTaps<acc_t> t;
+    return axis_taps(sample_coord(start, s / grid, bin, s % grid, grid), size, t) &&
+        ((t.low >= lo && t.low < hi) || (t.high >= lo && t.high < hi));
+  });
+}
+
+// Deterministic gather. Thread = (tile, channel), channel fastest; it owns the
+// tile's pixels of that channel in every image of grad_acc (channels-last,
+// acc_t, zeroed). It visits the rois in order k = 0, 1, ..., and of each roi
+// the samples touching its tile in the order (bin row, bin column, sample row,
+// sample column), adding each corner's share to the pixel it lands on if the
+// thread owns it: each element receives exactly the CPU kernel's shares in the
+// CPU kernel's order (roi, bin, sample, corner), hence the same bits. The work
+// is about twice the atomic kernel's (a sample touches two rows; a thread owns
+// both when they lie in its tile) plus one scan of the rois per tile.
 template <typename scalar_t, typename acc_t>
-__global__ void roi_align_backward_gather_kernel(
+__global__ void backward_gather_kernel(
     int64_t total,
     const scalar_t* __restrict__ grad,
-    int64_t gs0,
-    int64_t gs1,
-    int64_t gs2,
-    int64_t gs3,
+    GradStrides gs,
     const acc_t* __restrict__ rois,
     int64_t num_rois,
     acc_t spatial_scale,
     Layout out,
-    int64_t pooled_height,
-    int64_t pooled_width,
-    int64_t sampling_ratio,
-    bool aligned,
-    int64_t roi_end_mode,
-    scalar_t* __restrict__ grad_input) {
+    cuda::Tiling tiling,
+    RoiArgs a,
+    acc_t* __restrict__ grad_acc) {
   ROI_EXT_KERNEL_LOOP(index, total) {
-    int64_t b, c, y, x;
-    // grad_input is [B, C, H, W] in NCHW or channels_last order.
-    cuda::decompose_nchw(index, out.channels, out.height, out.width, out.channels_last, b, c, y, x);
-    const acc_t yf = static_cast<acc_t>(y), xf = static_cast<acc_t>(x);
-    acc_t sum = 0;
+    const int64_t channels = out.channels, height = out.height, width = out.width;
+    const int64_t c = index % channels;
+    const int64_t tile = index / channels;
+    const int64_t y0 = (tile / tiling.tiles_x) * tiling.tile_h;
+    const int64_t x0 = (tile % tiling.tiles_x) * tiling.tile_w;
+    const int64_t y1 = y0 + tiling.tile_h < height ? y0 + tiling.tile_h : height;
+    const int64_t x1 = x0 + tiling.tile_w < width ? x0 + tiling.tile_w : width;
     for (int64_t k = 0; k < num_rois; ++k) {
-      const acc_t* roi = rois + k * 5;
-      if (static_cast<int64_t>(roi[0]) != b) {
+      const Roi<acc_t> r = load_roi(rois + k * 5, out.batch, spatial_scale, a.pooled_height, a.pooled_width,
+                                    a.sampling_ratio, a.aligned, a.roi_end_mode);
+      const RoiGeometry<acc_t>& g = r.g;
+      if (r.image < 0 || r.too_many_samples || g.grid_h <= 0 || g.grid_w <= 0) {
+        ROI_EXT_COUNT_WORK(1);
         continue;
       }
-      const RoiGeometry<acc_t> g = roi_geometry(
-          roi, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode);
-      // Every sample lies between start and start + pooled * bin; a pixel more
-      // than two away from that span is never one of its taps.
-      const acc_t end_h = g.start_h + static_cast<acc_t>(pooled_height) * g.bin_h;
-      const acc_t end_w = g.start_w + static_cast<acc_t>(pooled_width) * g.bin_w;
-      if (!(yf >= ::fmin(g.start_h, end_h) - acc_t(2) && yf <= ::fmax(g.start_h, end_h) + acc_t(2) &&
-            xf >= ::fmin(g.start_w, end_w) - acc_t(2) && xf <= ::fmax(g.start_w, end_w) + acc_t(2))) {
+      const cuda::IndexRange sy =
+          touching_samples(g.start_h, g.bin_h, g.grid_h, a.pooled_height, height, y0, y1);
+      if (sy.begin > sy.end) {
+        ROI_EXT_COUNT_WORK(1);
+        continue;
+      }
+      const cuda::IndexRange sx =
+          touching_samples(g.start_w, g.bin_w, g.grid_w, a.pooled_width, width, x0, x1);
+      if (sx.begin > sx.end) {
+        ROI_EXT_COUNT_WORK(1);
         continue;
       }
       const acc_t count = sample_count(g);
-      for (int64_t ph = 0; ph < pooled_height; ++ph) {
-        for (int64_t pw = 0; pw < pooled_width; ++pw) {
-          const acc_t gval = static_cast<acc_t>(grad[k * gs0 + c * gs1 + ph * gs2 + pw * gs3]);
-          for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+      acc_t* image = grad_acc + r.image * height * width * channels + c;
+      const scalar_t* gk = grad + k * gs.k + c * gs.c;
+      for (int64_t ph = sy.begin / g.grid_h; ph <= sy.end / g.grid_h; ++ph) {
+        const int64_t iy_begin = sy.begin > ph * g.grid_h ? sy.begin - ph * g.grid_h : 0;
+        const int64_t iy_end = sy.end < (ph + 1) * g.grid_h ? sy.end - ph * g.grid_h : g.grid_h - 1;
+        for (int64_t pw = sx.begin / g.grid_w; pw <= sx.end / g.grid_w; ++pw) {
+          const int64_t ix_begin = sx.begin > pw * g.grid_w ? sx.begin - pw * g.grid_w : 0;
+          const int64_t ix_end = sx.end < (pw + 1) * g.grid_w ? sx.end - pw * g.grid_w : g.grid_w - 1;
+          const acc_t gval = static_cast<acc_t>(gk[ph * gs.h + pw * gs.w]);
+          for (int64_t iy = iy_begin; iy <= iy_end; ++iy) {
             AxisTaps<acc_t> ay;
-            if (!axis_taps(sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h), out.height, ay) ||
-                (ay.low != y && ay.high != y)) {
+            if (!axis_taps(sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h), height, ay) ||
+                !((ay.low >= y0 && ay.low < y1) || (ay.high >= y0 && ay.high < y1))) {
+              ROI_EXT_COUNT_WORK(1);
               continue;
             }
-            for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+            for (int64_t ix = ix_begin; ix <= ix_end; ++ix) {
+              ROI_EXT_COUNT_WORK(1);
               AxisTaps<acc_t> ax;
-              if (!axis_taps(sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w), out.width, ax) ||
-                  (ax.low != x && ax.high != x)) {
+              if (!axis_taps(sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w), width, ax)) {
                 continue;
               }
               const BilinearWeights<acc_t> w = bilinear_weights(ay, ax);
-              if (ay.low == y && ax.low == x) sum += corner_grad(gval, w.w1, count);
-              if (ay.low == y && ax.high == x) sum += corner_grad(gval, w.w2, count);
-              if (ay.high == y && ax.low == x) sum += corner_grad(gval, w.w3, count);
-              if (ay.high == y && ax.high == x) sum += corner_grad(gval, w.w4, count);
+              const int64_t ys[4] = {ay.low, ay.low, ay.high, ay.high};
+              const int64_t xs[4] = {ax.low, ax.high, ax.low, ax.high};
+              const acc_t ws[4] = {w.w1, w.w2, w.w3, w.w4};
+              for (int corner = 0; corner < 4; ++corner) {
+                if (ys[corner] >= y0 && ys[corner] < y1 && xs[corner] >= x0 && xs[corner] < x1) {
+                  image[(ys[corner] * width + xs[corner]) * channels] += corner_grad(gval, ws[corner], count);
+                }
+              }
             }
           }
         }
       }
     }
-    grad_input[index] = static_cast<scalar_t>(sum);
   }
 }
 
@@ -205,25 +344,22 @@ constexpr const char* kForwardOutput = "roi_align: output for output_size (poole
 constexpr const char* kBackwardOutput =
     "_roi_align_backward: grad_input for (batch_size, channels, height, width)";
 
-// Part A12 on the GPU: one reduction, one host check; the message names the roi.
-// rois_acc: rois converted to the compute type acc_t (float32 or float64), contiguous.
-template <typename acc_t>
-void check_batch_indices_as(const Tensor& rois_acc, int64_t batch_size, const char* op, cudaStream_t stream) {
-  const Tensor b = torch::stable::select(rois_acc, 1, 0);
-  // b < batch_size compares in acc_t, as ATen's b.lt(double(batch_size)) did.
-  const int64_t k = cuda::first_out_of_range<acc_t>(
-      b, static_cast<acc_t>(static_cast<double>(batch_size)), stream, op);
-  if (k >= 0) {
-    detail::throw_bad_batch_index(op, k, static_cast<double>(cuda::value_at<acc_t>(b, k)), batch_size);
+// With sampling_ratio > 0 every roi needs the same number of samples: refused
+// on the host, before any launch, with the CPU kernel's error (which names the
+// first roi). Adaptive sampling: see kMaxSamplesPerRoi.
+void check_fixed_sample_count(int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio) {
+  if (sampling_ratio <= 0) {
+    return;
   }
-}
-
-void check_batch_indices_cuda(const Tensor& rois_acc, int64_t batch_size, const char* op, cudaStream_t stream) {
-  if (rois_acc.scalar_type() == ScalarType::Double) {
-    check_batch_indices_as<double>(rois_acc, batch_size, op, stream);
-  } else {
-    check_batch_indices_as<float>(rois_acc, batch_size, op, stream);
-  }
+  const double total = roi_sample_total(pooled_height, pooled_width, sampling_ratio, sampling_ratio);
+  ROI_EXT_CHECK_VALUE(
+      total <= static_cast<double>(kMaxSamplesPerRoi),
+      "roi_align: roi ",
+      0,
+      " would need ",
+      total,
+      " bilinear samples (output_size x sampling_ratio^2, or adaptive sampling of a "
+      "huge roi); pass a smaller positive sampling_ratio");
 }
 
 Tensor roi_align_forward_cuda(
@@ -235,18 +371,15 @@ Tensor roi_align_forward_cuda(
     int64_t sampling_ratio,
     bool aligned,
     int64_t roi_end_mode) {
-  detail::check_roi_align_forward_args(
-      input, rois, spatial_scale, pooled_height, pooled_width, roi_end_mode);
-  ROI_EXT_CHECK(input.is_cuda(), "roi_align: input must be a CUDA tensor");
-  const torch::stable::accelerator::DeviceGuard guard(input.get_device_index());
-  const cudaStream_t stream = cuda::current_stream(input.get_device_index());
+  detail::check_roi_align_forward_args(input, rois, spatial_scale, pooled_height, pooled_width, roi_end_mode);
+  ROI_EXT_CHECK(cuda::on_device(input), "roi_align: input must be ", cuda::kDeviceTensor, ", got ",
+                device_of(input));
+  const cuda::DeviceGuard guard(input);
+  const cudaStream_t stream = cuda::current_stream(input);
 
   const MemoryFormat fmt = detail::roi_align_memory_format(input);
   const ScalarType acc_type = opmath_type(input.scalar_type());
-  const Tensor rois_ = contiguous(to_dtype(rois, acc_type), "rois");
-  if (rois_.size(0) > 0) {
-    check_batch_indices_cuda(rois_, input.size(0), "roi_align", stream);
-  }
+  const Tensor rois_ = rois_in_compute_type(rois, acc_type, input.size(0), stream);
   const int64_t num_rois = rois.size(0), channels = input.size(1);
   const int64_t height = input.size(2), width = input.size(3);
   Tensor output = roi_ext::empty(
@@ -258,17 +391,18 @@ Tensor roi_align_forward_cuda(
   if (output.numel() == 0) {
     return output;
   }
+  check_fixed_sample_count(pooled_height, pooled_width, sampling_ratio);
   const Tensor input_ = contiguous(input, "roi_align: input", fmt);
-  const Layout layout{channels, height, width, fmt == MemoryFormat::ChannelsLast};
+  const Layout layout{input.size(0), channels, height, width, fmt == MemoryFormat::ChannelsLast};
+  const RoiArgs args{pooled_height, pooled_width, sampling_ratio, roi_end_mode, aligned};
   const int64_t total = output.numel();
   THO_DISPATCH_V2(
       input.scalar_type(), "roi_align_forward_cuda", AT_WRAP([&] {
         using acc_t = opmath_t<scalar_t>;
         cuda::launch(
-            roi_align_forward_kernel<scalar_t, acc_t>, total, stream,
+            forward_kernel<scalar_t, acc_t>, total, stream,
             total, input_.const_data_ptr<scalar_t>(), rois_.const_data_ptr<acc_t>(),
-            static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
-            sampling_ratio, aligned, roi_end_mode, output.mutable_data_ptr<scalar_t>());
+            static_cast<acc_t>(spatial_scale), layout, args, output.mutable_data_ptr<scalar_t>());
       }),
       AT_EXPAND(AT_FLOATING_TYPES), ScalarType::Half, ScalarType::BFloat16);
   return output;
@@ -289,47 +423,54 @@ Tensor roi_align_backward_cuda(
     int64_t roi_end_mode,
     bool deterministic) {
   detail::check_roi_align_backward_args(
-      grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height,
-      width, roi_end_mode);
-  ROI_EXT_CHECK(grad.is_cuda(), "_roi_align_backward: grad must be a CUDA tensor");
-  const torch::stable::accelerator::DeviceGuard guard(grad.get_device_index());
-  const cudaStream_t stream = cuda::current_stream(grad.get_device_index());
+      grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width, roi_end_mode);
+  ROI_EXT_CHECK(cuda::on_device(grad), "_roi_align_backward: grad must be ", cuda::kDeviceTensor, ", got ",
+                device_of(grad));
+  const cuda::DeviceGuard guard(grad);
+  const cudaStream_t stream = cuda::current_stream(grad);
 
   const MemoryFormat fmt = detail::roi_align_memory_format(grad);
   const ScalarType acc_type = opmath_type(grad.scalar_type());
-  const Tensor rois_ = contiguous(to_dtype(rois, acc_type), "rois");
-  if (rois_.size(0) > 0) {
-    check_batch_indices_cuda(rois_, batch_size, "_roi_align_backward", stream);
-  }
-  const Layout layout{channels, height, width, fmt == MemoryFormat::ChannelsLast};
+  const Tensor rois_ = rois_in_compute_type(rois, acc_type, batch_size, stream);
+  const Layout layout{batch_size, channels, height, width, fmt == MemoryFormat::ChannelsLast};
   if (grad.numel() == 0 || batch_size * channels * height * width == 0) {
     return roi_ext::zeros(kBackwardOutput, {batch_size, channels, height, width}, grad.scalar_type(), grad.device(),
                           fmt);
   }
+  check_fixed_sample_count(pooled_height, pooled_width, sampling_ratio);
+  const GradStrides gs{grad.stride(0), grad.stride(1), grad.stride(2), grad.stride(3)};
+  const RoiArgs args{pooled_height, pooled_width, sampling_ratio, roi_end_mode, aligned};
   return THO_DISPATCH_V2(
       grad.scalar_type(), "roi_align_backward_cuda", AT_WRAP([&]() -> Tensor {
         using acc_t = opmath_t<scalar_t>;
         if (deterministic) {
-          Tensor grad_input = roi_ext::empty(
-              kBackwardOutput, {batch_size, channels, height, width}, grad.scalar_type(), grad.device(), fmt);
-          const int64_t total = grad_input.numel();
+          // Accumulated channels-last in acc_t, as the CPU kernel does, then
+          // converted once to grad's dtype and memory format.
+          Tensor acc = roi_ext::zeros(kBackwardOutput, {batch_size, channels, height, width}, acc_type,
+                                      grad.device(), MemoryFormat::ChannelsLast);
+          const int64_t per_roi = pooled_height * pooled_width * std::max<int64_t>(sampling_ratio, 1) *
+              std::max<int64_t>(sampling_ratio, 1);
+          const cuda::Tiling tiling = cuda::choose_tiling(height, width, per_roi);
+          const int64_t total = tiling.count() * channels;
           cuda::launch(
-              roi_align_backward_gather_kernel<scalar_t, acc_t>, total, stream,
-              total, grad.const_data_ptr<scalar_t>(), grad.stride(0), grad.stride(1),
-              grad.stride(2), grad.stride(3), rois_.const_data_ptr<acc_t>(), rois_.size(0),
-              static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
-              sampling_ratio, aligned, roi_end_mode, grad_input.mutable_data_ptr<scalar_t>());
-          return grad_input;
+              backward_gather_kernel<scalar_t, acc_t>, total, stream,
+              total, grad.const_data_ptr<scalar_t>(), gs, rois_.const_data_ptr<acc_t>(), rois_.size(0),
+              static_cast<acc_t>(spatial_scale), layout, tiling, args, acc.mutable_data_ptr<acc_t>());
+          if (grad.scalar_type() == acc_type && fmt == MemoryFormat::ChannelsLast) {
+            return acc;
+          }
+          Tensor result = roi_ext::empty(kBackwardOutput, {batch_size, channels, height, width}, grad.scalar_type(),
+                                         grad.device(), fmt);
+          copy_into(result, acc);
+          return result;
         }
         Tensor acc = roi_ext::zeros(
             kBackwardOutput, {batch_size, channels, height, width}, acc_type, grad.device(), fmt);
         const int64_t total = grad.numel();
         cuda::launch(
-            roi_align_backward_atomic_kernel<scalar_t, acc_t>, total, stream,
-            total, grad.const_data_ptr<scalar_t>(), grad.stride(0), grad.stride(1),
-            grad.stride(2), grad.stride(3), rois_.const_data_ptr<acc_t>(),
-            static_cast<acc_t>(spatial_scale), layout, pooled_height, pooled_width,
-            sampling_ratio, aligned, roi_end_mode, acc.mutable_data_ptr<acc_t>());
+            backward_atomic_kernel<scalar_t, acc_t>, total, stream,
+            total, grad.const_data_ptr<scalar_t>(), gs, rois_.const_data_ptr<acc_t>(),
+            static_cast<acc_t>(spatial_scale), layout, args, acc.mutable_data_ptr<acc_t>());
         return to_dtype(acc, grad.scalar_type());
       }),
       AT_EXPAND(AT_FLOATING_TYPES), ScalarType::Half, ScalarType::BFloat16);
@@ -337,7 +478,7 @@ Tensor roi_align_backward_cuda(
 
 }  // namespace
 
-STABLE_TORCH_LIBRARY_IMPL(roi_ext, CUDA, m) {
+ROI_EXT_CUDA_LIBRARY_IMPL(m) {
   m.impl("roi_align", TORCH_BOX(&roi_align_forward_cuda));
   m.impl("_roi_align_backward", TORCH_BOX(&roi_align_backward_cuda));
 }
