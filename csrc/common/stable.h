@@ -20,11 +20,13 @@
 #include <torch/headeronly/util/Exception.h>
 #include <torch/headeronly/util/Half.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
+#include <map>
+#include <mutex>
+#include <unordered_map>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -264,30 +266,103 @@ inline int64_t element_size(ScalarType t) {
   }
 }
 
-// Large CPU outputs are backed by transparent huge pages where the system allows
-// them for advised ranges (madvise(MADV_HUGEPAGE); only this tensor's memory is
-// concerned, nothing process-wide). glibc maps large blocks anew for every
-// allocation, and touching a fresh 50 MB output 4 KiB page by page costs as much
-// as computing it (benchmarks/RESULTS.md); 2 MiB pages take 512x fewer faults.
-// Must run before the memory is first written.
-// (-DROI_EXT_NO_HUGEPAGES compiles it out, to measure what it is worth.)
-inline void advise_huge_pages(const Tensor& t, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE) && !defined(ROI_EXT_NO_HUGEPAGES)
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  if (bytes < int64_t(4 * kHuge) || !t.is_cpu()) {
-    return;
+// An opt-in recycling pool for large CPU outputs: ROI_EXT_CPU_CACHE_MB=<MiB>
+// (default 0: off). glibc maps every large block anew and unmaps it when it is
+// freed, so each call's output starts as untouched pages, and faulting them in
+// costs as much as the kernel itself on some machines (a 50 MB
+// crop_and_resize output: ~8 ms of work, ~12 ms of page faults;
+// benchmarks/RESULTS.md). With the pool, freed outputs of at least 1 MiB are
+// kept (up to the limit) and handed back to the next call of the same size, as
+// the CUDA caching allocator does. It is process-wide state, which a user must
+// ask for: off unless the variable is set. Pooled tensors are ordinary tensors
+// except that their storage cannot be resized.
+namespace detail {
+
+class OutputPool {
+ public:
+  static OutputPool& instance() {
+    static OutputPool* pool = new OutputPool();  // never destroyed: tensors may die at exit
+    return *pool;
   }
-  const uintptr_t start = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t begin = (start + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (start + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
-  if (end > begin) {
-    (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // advisory only
+
+  bool enabled() const {
+    return limit_ > 0;
   }
-#else
-  (void)t;
-  (void)bytes;
-#endif
+
+  // A block of n bytes (64-byte aligned), reused when one is free; nullptr when
+  // the system has no memory.
+  void* take(size_t n) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(n);
+      if (it != free_.end()) {
+        void* p = it->second;
+        free_.erase(it);
+        held_ -= n;
+        return p;
+      }
+    }
+    void* p = nullptr;
+    if (posix_memalign(&p, 64, n) != 0) {
+      return nullptr;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_of_[p] = n;
+    return p;
+  }
+
+  static void give_back(void* p) {
+    instance().release(p);
+  }
+
+ private:
+  OutputPool() {
+    const char* env = std::getenv("ROI_EXT_CPU_CACHE_MB");
+    const long long mb = env ? std::atoll(env) : 0;
+    limit_ = mb > 0 ? static_cast<size_t>(mb) << 20 : 0;
+  }
+
+  void release(void* p) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = size_of_.find(p);
+      if (it != size_of_.end() && held_ + it->second <= limit_) {
+        free_.emplace(it->second, p);
+        held_ += it->second;
+        return;
+      }
+      if (it != size_of_.end()) {
+        size_of_.erase(it);
+      }
+    }
+    std::free(p);
+  }
+
+  std::mutex mutex_;
+  std::multimap<size_t, void*> free_;          // unused blocks by size
+  std::unordered_map<void*, size_t> size_of_;  // blocks handed out or held
+  size_t held_ = 0;
+  size_t limit_ = 0;
+};
+
+constexpr int64_t kMinPooledBytes = int64_t(1) << 20;
+
+// Strides of a dense tensor of these sizes in the memory format.
+inline std::vector<int64_t> dense_strides(const std::vector<int64_t>& sizes, MemoryFormat memory_format) {
+  std::vector<int64_t> strides(sizes.size(), 1);
+  if (memory_format == MemoryFormat::ChannelsLast && sizes.size() == 4) {
+    const int64_t c = std::max<int64_t>(sizes[1], 1), h = std::max<int64_t>(sizes[2], 1);
+    const int64_t w = std::max<int64_t>(sizes[3], 1);
+    strides = {h * w * c, 1, w * c, c};
+    return strides;
+  }
+  for (int64_t i = static_cast<int64_t>(sizes.size()) - 2; i >= 0; --i) {
+    strides[i] = strides[i + 1] * std::max<int64_t>(sizes[i + 1], 1);
+  }
+  return strides;
 }
+
+}  // namespace detail
 
 // torch::stable::empty on `device` with an error that names what the tensor is
 // and the argument that sized it (`what`, e.g. "crop_and_resize: output for
@@ -304,16 +379,23 @@ inline Tensor empty(
     fail(ErrorKind::kRuntime, what, ": cannot allocate a ", dtype_name(dtype), " tensor of shape ",
          Shape{ref}, ": its size overflows int64");
   }
-  Tensor t = [&] {
-    try {
-      return torch::stable::empty(ref, dtype, std::nullopt, device, std::nullopt, memory_format);
-    } catch (const std::exception& e) {
+  if (device.type() == torch::headeronly::DeviceType::CPU && *bytes >= detail::kMinPooledBytes &&
+      detail::OutputPool::instance().enabled()) {
+    void* p = detail::OutputPool::instance().take(static_cast<size_t>(*bytes));
+    if (p == nullptr) {
       fail(ErrorKind::kMemory, what, ": cannot allocate a ", dtype_name(dtype), " tensor of shape ",
-           Shape{ref}, " (", *bytes, " bytes): ", e.what());
+           Shape{ref}, " (", *bytes, " bytes)");
     }
-  }();
-  advise_huge_pages(t, *bytes);
-  return t;
+    const std::vector<int64_t> strides = detail::dense_strides(sizes, memory_format);
+    return torch::stable::from_blob(p, ref, torch::headeronly::IntHeaderOnlyArrayRef(strides), device, dtype,
+                                    &detail::OutputPool::give_back);
+  }
+  try {
+    return torch::stable::empty(ref, dtype, std::nullopt, device, std::nullopt, memory_format);
+  } catch (const std::exception& e) {
+    fail(ErrorKind::kMemory, what, ": cannot allocate a ", dtype_name(dtype), " tensor of shape ",
+         Shape{ref}, " (", *bytes, " bytes): ", e.what());
+  }
 }
 
 inline Tensor zeros(
