@@ -22,7 +22,7 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
-from ._utils import call_op, check_int, deterministic, pair
+from ._utils import call_op, check_devices, check_int, deterministic, function_path, pair, translate_error
 
 __all__ = ["MultiScaleRoIAlign", "LevelMapper", "multi_scale_roi_align"]
 
@@ -39,10 +39,22 @@ def _memory_format(t: Tensor) -> torch.memory_format:
 # ---------------------------------------------------------------------------
 # The op: fake kernels and autograd
 # ---------------------------------------------------------------------------
+def _check_devices(op: str, features, **tensors) -> None:
+    """Every feature level, rois and levels on the device of features[0] (a meta
+    tensor mixed with real ones would otherwise reach the fake kernel, which
+    returns an unfilled tensor); else a RuntimeError naming the argument."""
+    if len(features) == 0:
+        return
+    named = {f"features[{i}]": f for i, f in enumerate(features)}
+    named.update(tensors)
+    check_devices(op, "features[0]", **named)
+
+
 @torch.library.register_fake("roi_ext::multi_scale_roi_align")
 def _multi_scale_roi_align_fake(features, rois, levels, scales, pooled_height, pooled_width, sampling_ratio, aligned):
     op = "multi_scale_roi_align"
     torch._check(len(features) > 0, lambda: f"{op}: features must hold at least one feature map")
+    _check_devices(op, features, rois=rois, levels=levels)
     f0 = features[0]
     for f in features:
         torch._check(f.dim() == 4, lambda: f"{op}: every feature map must be a 4-D tensor [N, C, H, W]")
@@ -66,6 +78,7 @@ def _multi_scale_roi_align_backward_fake(
     sampling_ratio, aligned, deterministic=False,
 ):
     op = "_multi_scale_roi_align_backward"
+    check_devices(op, "grad", grad=grad, rois=rois, levels=levels)
     torch._check(grad.dim() == 4, lambda: f"{op}: grad must be 4-D")
     torch._check(grad.dtype in _DTYPES, lambda: f"{op}: unsupported grad dtype {grad.dtype}")
     torch._check(rois.dim() == 2 and rois.size(1) == 5, lambda: f"{op}: rois must have shape [K, 5]")
@@ -169,6 +182,75 @@ def _onnx_multi_scale_roi_align(
 # ---------------------------------------------------------------------------
 # Functional form
 # ---------------------------------------------------------------------------
+class _MultiScaleFunction(torch.autograd.Function):
+    """The op for torch.func transforms and forward-mode AD (torch.library's
+    register_autograd gives reverse mode only). The feature levels come last, as
+    separate arguments, so that autograd sees each of them. The op is linear in
+    the features: the tangent is the op applied to the tangents."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(rois, levels, scales, pooled_height, pooled_width, sampling_ratio, aligned, *features):
+        return torch.ops.roi_ext.multi_scale_roi_align(list(features), rois, levels, scales, pooled_height,
+                                                       pooled_width, sampling_ratio, aligned)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        rois, levels, scales, pooled_height, pooled_width, sampling_ratio, aligned = inputs[:7]
+        features = inputs[7:]
+        ctx.save_for_backward(rois, levels)
+        ctx.save_for_forward(rois, levels)
+        ctx.args = (scales, pooled_height, pooled_width, sampling_ratio, aligned)
+        ctx.like = [(f.shape, f.dtype, f.device) for f in features]
+        ctx.formats = [_memory_format(f) for f in features]
+
+    @staticmethod
+    def backward(ctx, grad):
+        rois, levels = ctx.saved_tensors
+        scales, pooled_height, pooled_width, sampling_ratio, aligned = ctx.args
+        f0_shape = ctx.like[0][0]
+        grads = torch.ops.roi_ext._multi_scale_roi_align_backward(
+            grad, rois, levels, scales, pooled_height, pooled_width, f0_shape[0], f0_shape[1],
+            [shape[2] for shape, _, _ in ctx.like], [shape[3] for shape, _, _ in ctx.like], sampling_ratio,
+            aligned, deterministic())
+        return (None,) * 7 + tuple(grads)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        rois, levels = ctx.saved_tensors
+        feature_tangents = [
+            t if t is not None else torch.zeros(shape, dtype=dtype, device=device).contiguous(memory_format=fmt)
+            for t, (shape, dtype, device), fmt in zip(tangents[7:], ctx.like, ctx.formats)
+        ]
+        return torch.ops.roi_ext.multi_scale_roi_align(feature_tangents, rois, levels, *ctx.args)
+
+
+@torch.jit.unused
+def _multi_scale_roi_align_eager(features: List[Tensor], rois: Tensor, levels: Tensor, scales: List[float],
+                                 pooled_height: int, pooled_width: int, sampling_ratio: int, aligned: bool) -> Tensor:
+    """The Python path of multi_scale_roi_align (not compiled by TorchScript): ONNX
+    export, device checks, torch.func / forward-mode AD, typed errors."""
+    if torch.onnx.is_in_onnx_export():
+        if aligned:
+            raise ValueError("multi_scale_roi_align: ONNX export supports aligned=False only "
+                             "(torchvision's MultiScaleRoIAlign)")
+        return _onnx_multi_scale_roi_align(features, rois, levels, scales, pooled_height, pooled_width,
+                                           sampling_ratio)
+    _check_devices("multi_scale_roi_align", features, rois=rois, levels=levels)
+    if function_path():  # torch.func transforms, forward-mode AD
+        try:
+            return _MultiScaleFunction.apply(rois, levels, scales, pooled_height, pooled_width, sampling_ratio,
+                                             aligned, *features)
+        except RuntimeError as e:
+            translated = translate_error(e)
+            if translated is e:
+                raise
+            raise translated from None
+    return call_op(torch.ops.roi_ext.multi_scale_roi_align, features, rois, levels, scales, pooled_height,
+                   pooled_width, sampling_ratio, aligned)
+
+
 def multi_scale_roi_align(
     features: List[Tensor],
     rois: Tensor,
@@ -195,14 +277,8 @@ def multi_scale_roi_align(
     """
     pooled_height, pooled_width = output_size
     if not torch.jit.is_scripting():
-        if torch.onnx.is_in_onnx_export():
-            if aligned:
-                raise ValueError("multi_scale_roi_align: ONNX export supports aligned=False only "
-                                 "(torchvision's MultiScaleRoIAlign)")
-            return _onnx_multi_scale_roi_align(features, rois, levels, scales, pooled_height, pooled_width,
-                                               sampling_ratio)
-        return call_op(torch.ops.roi_ext.multi_scale_roi_align, features, rois, levels, scales, pooled_height,
-                       pooled_width, sampling_ratio, aligned)
+        return _multi_scale_roi_align_eager(features, rois, levels, scales, pooled_height, pooled_width,
+                                            sampling_ratio, aligned)
     return torch.ops.roi_ext.multi_scale_roi_align(features, rois, levels, scales, pooled_height, pooled_width,
                                                    sampling_ratio, aligned)
 

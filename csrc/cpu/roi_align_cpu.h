@@ -112,22 +112,21 @@ struct RoiSamples {
       bin_begin[bin - bin0] = static_cast<int64_t>(taps.size());
       const int64_t ph = bin / pooled_width;
       const int64_t pw = bin % pooled_width;
-      int64_t row = -1;
-      T y = T(0);
-      for (int64_t i = sample0; i < sample1; ++i) {
+      // Row by row (one division per row, not per sample).
+      for (int64_t i = sample0; i < sample1;) {
         const int64_t iy = i / g.grid_w;
-        const int64_t ix = i % g.grid_w;
-        if (iy != row) {
-          y = sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h);
-          row = iy;
+        int64_t ix = i - iy * g.grid_w;
+        const int64_t row_end = std::min(sample1, (iy + 1) * g.grid_w);
+        const T y = sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h);
+        for (; i < row_end; ++i, ++ix) {
+          const T x = sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w);
+          BilinearTaps<T> t;
+          if (!bilinear_taps(y, x, height, width, t)) {
+            continue;
+          }
+          taps.push_back(Tap<T>{t.y_low * width + t.x_low, t.y_low * width + t.x_high,
+                                t.y_high * width + t.x_low, t.y_high * width + t.x_high, t.w});
         }
-        const T x = sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w);
-        BilinearTaps<T> t;
-        if (!bilinear_taps(y, x, height, width, t)) {
-          continue;
-        }
-        taps.push_back(Tap<T>{t.y_low * width + t.x_low, t.y_low * width + t.x_high, t.y_high * width + t.x_low,
-                              t.y_high * width + t.x_high, t.w});
       }
     }
     bin_begin[bin1 - bin0] = static_cast<int64_t>(taps.size());
