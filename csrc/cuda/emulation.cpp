@@ -11,6 +11,7 @@
 
 #include <cstdint>
 
+#include "../common/schemas.h"
 #include "cuda_utils.cuh"
 
 namespace roi_ext {
@@ -41,36 +42,7 @@ void reset_counters() {
 }  // namespace roi_ext
 
 STABLE_TORCH_LIBRARY(roi_ext_cuda_emulated, m) {
-  // The schemas of csrc/ops.cpp, verbatim.
-  m.def(
-      "roi_align(Tensor input, Tensor rois, float spatial_scale, "
-      "SymInt pooled_height, SymInt pooled_width, int sampling_ratio, "
-      "bool aligned, int roi_end_mode) -> Tensor");
-  m.def(
-      "_roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, "
-      "SymInt pooled_height, SymInt pooled_width, SymInt batch_size, "
-      "SymInt channels, SymInt height, SymInt width, int sampling_ratio, "
-      "bool aligned, int roi_end_mode, bool deterministic=False) -> Tensor");
-  m.def(
-      "crop_and_resize(Tensor image, Tensor boxes, Tensor box_index, "
-      "SymInt crop_height, SymInt crop_width, str method, "
-      "float extrapolation_value, str data_format) -> Tensor");
-  m.def(
-      "crop_and_resize_grad_image(Tensor grads, Tensor boxes, Tensor box_index, "
-      "SymInt batch_size, SymInt image_height, SymInt image_width, SymInt depth, "
-      "str method, ScalarType dtype, str data_format, bool deterministic=False) -> Tensor");
-  m.def(
-      "crop_and_resize_grad_boxes(Tensor grads, Tensor image, Tensor boxes, "
-      "Tensor box_index, str method, str data_format) -> Tensor");
-  m.def(
-      "multi_scale_roi_align(Tensor[] features, Tensor rois, Tensor levels, "
-      "float[] scales, SymInt pooled_height, SymInt pooled_width, "
-      "int sampling_ratio, bool aligned) -> Tensor");
-  m.def(
-      "_multi_scale_roi_align_backward(Tensor grad, Tensor rois, Tensor levels, "
-      "float[] scales, SymInt pooled_height, SymInt pooled_width, "
-      "SymInt batch_size, SymInt channels, SymInt[] heights, SymInt[] widths, "
-      "int sampling_ratio, bool aligned, bool deterministic=False) -> Tensor[]");
+  roi_ext::define_schemas(m);  // the schemas of csrc/ops.cpp
   m.def("work_counter() -> int");
   m.def("launch_counter() -> int");
   m.def("max_thread_work() -> int");
