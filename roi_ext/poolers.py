@@ -23,18 +23,9 @@ import torch.fx
 from torch import Tensor, nn
 
 from ._utils import call_op, check_devices, check_int, deterministic, function_path, pair, translate_error
+from .roi_align import _DTYPES, _memory_format
 
 __all__ = ["MultiScaleRoIAlign", "LevelMapper", "multi_scale_roi_align"]
-
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _memory_format(t: Tensor) -> torch.memory_format:
-    # Same rule as nchw_memory_format() in csrc/common/stable.h.
-    if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
-
 
 # ---------------------------------------------------------------------------
 # The op: fake kernels and autograd

@@ -213,11 +213,6 @@ inline bool is_channels_last(const Tensor& t) {
   return true;
 }
 
-// Dense row-major (torch's is_contiguous()).
-inline bool is_contiguous(const Tensor& t) {
-  return t.is_contiguous();
-}
-
 // The memory format roi_ext computes in and returns for a 4-D [N, C, H, W]
 // tensor: channels_last when the tensor is exactly channels_last and not also
 // plain contiguous, else contiguous. roi_ext/roi_align.py applies the same rule
@@ -440,10 +435,6 @@ inline void copy_into(Tensor& dst, const Tensor& src) {
 // [B, D, H, W] -> [B, H, W, D] view (no copy).
 inline Tensor permute_nchw_to_nhwc(const Tensor& t) {
   return torch::stable::permute(t, {0, 2, 3, 1});
-}
-
-inline std::vector<int64_t> to_vector(torch::headeronly::IntHeaderOnlyArrayRef r) {
-  return std::vector<int64_t>(r.begin(), r.end());
 }
 
 }  // namespace roi_ext

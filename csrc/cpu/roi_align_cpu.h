@@ -34,10 +34,6 @@ namespace roi_align_cpu {
 
 using namespace roi_align_math;
 
-// One roi holds at most this many samples in total (pooled_h * pooled_w *
-// grid_h * grid_w); beyond it the call is refused rather than running for hours.
-constexpr double kMaxSamplesPerRoi = double(int64_t(1) << 26);
-
 // A sample table holds at most this many samples: a roi's bins are processed in
 // chunks of whole bins, and a bin with more samples than this in chunks of its
 // samples, so the table stays a few MB per thread whatever the output size.
@@ -74,9 +70,11 @@ struct RoiSamples {
       const char* op) {
     g = roi_geometry(roi, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode);
     count = sample_count(g);
-    const double total = double(pooled_height) * double(pooled_width) * double(g.grid_h) * double(g.grid_w);
+    // The limit the CUDA kernels share (roi_align_math.h): refused rather than
+    // running for hours.
     ROI_EXT_CHECK_VALUE(
-        total <= kMaxSamplesPerRoi, op, ": roi ", k, " would need ", total,
+        !exceeds_sample_limit(g, pooled_height, pooled_width), op, ": roi ", k, " would need ",
+        roi_sample_total(pooled_height, pooled_width, g.grid_h, g.grid_w),
         " bilinear samples (output_size x sampling_ratio^2, or adaptive sampling of a "
         "huge roi); pass a smaller positive sampling_ratio");
     per_bin = g.grid_h * g.grid_w;

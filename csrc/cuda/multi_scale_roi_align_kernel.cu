@@ -43,10 +43,6 @@ using namespace roi_align_math;
 // have 4 or 5.
 constexpr int kMaxLevels = 16;
 
-// Samples a roi may need before the CPU refuses it (roi_align's limit); the
-// GPU, which cannot raise, returns NaN for such a roi instead.
-constexpr double kSampleLimit = double(int64_t(1) << 26);
-
 // The levels of a pyramid: data (features, or gradient accumulators) and
 // geometry, one layout flag per level.
 template <typename T, typename acc_t>
@@ -91,7 +87,7 @@ C10_HOST_DEVICE inline bool roi_level_and_image(const acc_t* rois, const int64_t
 
 template <typename acc_t>
 C10_HOST_DEVICE inline bool too_many_samples(const RoiGeometry<acc_t>& g, const Args& a) {
-  return double(a.pooled_height) * double(a.pooled_width) * double(g.grid_h) * double(g.grid_w) > kSampleLimit;
+  return exceeds_sample_limit(g, a.pooled_height, a.pooled_width);
 }
 
 // Output element `index` of the forward.

@@ -29,6 +29,7 @@
 #include "../common/roi_align_math.h"
 #include "../common/stable.h"
 #include "cuda_utils.cuh"
+#include "rois.cuh"
 
 namespace roi_ext {
 namespace {
@@ -81,48 +82,6 @@ struct RoiArgs {
   bool aligned;
 };
 
-// rois [K, 5] of any floating dtype -> contiguous rois in the compute type
-// acc_t, with the batch index resolved in the rois' own precision (SPEC A12:
-// checked and truncated toward zero before any rounding; a float64 index of
-// 0.9999999999 is image 0, which float32 would round to 1). An invalid index
-// becomes -1, which load_roi treats as invalid.
-template <typename src_t, typename acc_t>
-__global__ void rois_to_compute_kernel(int64_t total, const src_t* __restrict__ src, int64_t batch,
-                                       acc_t* __restrict__ dst) {
-  ROI_EXT_KERNEL_LOOP(i, total) {
-    const opmath_t<src_t> v = static_cast<opmath_t<src_t>>(src[i]);  // exact (half types widen)
-    if (i % 5 == 0) {
-      dst[i] = valid_batch_index(v, batch) ? static_cast<acc_t>(static_cast<int64_t>(v)) : acc_t(-1);
-    } else {
-      dst[i] = static_cast<acc_t>(v);
-    }
-  }
-}
-
-Tensor rois_in_compute_type(const Tensor& rois, ScalarType acc_type, int64_t batch, cudaStream_t stream) {
-  const Tensor src = contiguous(rois, "rois");
-  if (src.scalar_type() == acc_type) {
-    return src;
-  }
-  Tensor dst = roi_ext::empty("rois (in the compute type)", {src.size(0), 5}, acc_type, src.device());
-  const int64_t total = src.numel();
-  if (total == 0) {
-    return dst;
-  }
-  THO_DISPATCH_V2(
-      src.scalar_type(), "roi_align_rois_to_compute", AT_WRAP([&] {
-        using src_t = scalar_t;
-        if (acc_type == ScalarType::Double) {
-          cuda::launch(rois_to_compute_kernel<src_t, double>, total, stream, total, src.const_data_ptr<src_t>(),
-                       batch, dst.mutable_data_ptr<double>());
-        } else {
-          cuda::launch(rois_to_compute_kernel<src_t, float>, total, stream, total, src.const_data_ptr<src_t>(),
-                       batch, dst.mutable_data_ptr<float>());
-        }
-      }),
-      AT_EXPAND(AT_FLOATING_TYPES), ScalarType::Half, ScalarType::BFloat16);
-  return dst;
-}
 
 template <typename scalar_t, typename acc_t>
 __global__ void forward_kernel(
@@ -379,7 +338,7 @@ Tensor roi_align_forward_cuda(
 
   const MemoryFormat fmt = detail::roi_align_memory_format(input);
   const ScalarType acc_type = opmath_type(input.scalar_type());
-  const Tensor rois_ = rois_in_compute_type(rois, acc_type, input.size(0), stream);
+  const Tensor rois_ = cuda::rois_in_compute_type(rois, acc_type, input.size(0), stream);
   const int64_t num_rois = rois.size(0), channels = input.size(1);
   const int64_t height = input.size(2), width = input.size(3);
   Tensor output = roi_ext::empty(
@@ -431,7 +390,7 @@ Tensor roi_align_backward_cuda(
 
   const MemoryFormat fmt = detail::roi_align_memory_format(grad);
   const ScalarType acc_type = opmath_type(grad.scalar_type());
-  const Tensor rois_ = rois_in_compute_type(rois, acc_type, batch_size, stream);
+  const Tensor rois_ = cuda::rois_in_compute_type(rois, acc_type, batch_size, stream);
   const Layout layout{batch_size, channels, height, width, fmt == MemoryFormat::ChannelsLast};
   if (grad.numel() == 0 || batch_size * channels * height * width == 0) {
     return roi_ext::zeros(kBackwardOutput, {batch_size, channels, height, width}, grad.scalar_type(), grad.device(),
