@@ -241,6 +241,19 @@ def test_roi_align_rois_keep_their_batch_index(rois_dtype):
         torch.testing.assert_close(grad, ref, rtol=0 if det else 1e-6, atol=0 if det else 1e-6)
 
 
+def test_multi_scale_rois_keep_their_batch_index():
+    gen = torch.Generator().manual_seed(4)
+    feats = [torch.randn(2, 3, 8, 8, generator=gen), torch.randn(2, 3, 4, 4, generator=gen)]
+    rois = torch.tensor([[0.9999999999, 1.0, 1.0, 6.0, 6.0], [1.0, 0.0, 2.0, 5.0, 7.0]], dtype=F64)
+    levels = torch.tensor([0, 1])
+    args = (rois, levels, [1.0, 0.5], 2, 2, 2, False)
+    out = EMU.multi_scale_roi_align(feats, *args)
+    assert torch.equal(out, CPU.multi_scale_roi_align(feats, *args))
+    image0 = rois.clone()
+    image0[0, 0] = 0
+    assert torch.equal(out, CPU.multi_scale_roi_align(feats, image0, *args[1:]))
+
+
 # ---------------------------------------------------------------------------
 # crop_and_resize
 # ---------------------------------------------------------------------------

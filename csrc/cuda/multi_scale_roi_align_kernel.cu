@@ -33,6 +33,7 @@
 #include "../common/roi_align_math.h"
 #include "../common/stable.h"
 #include "cuda_utils.cuh"
+#include "rois.cuh"
 
 namespace roi_ext {
 namespace {
@@ -359,7 +360,7 @@ Tensor multi_scale_roi_align_forward_cuda(std::vector<Tensor> features, Tensor r
 
   const MemoryFormat fmt = nchw_memory_format(f0);
   const ScalarType acc_type = opmath_type(f0.scalar_type());
-  const Tensor rois_ = contiguous(to_dtype(rois, acc_type), "rois");
+  const Tensor rois_ = cuda::rois_in_compute_type(rois, acc_type, f0.size(0), stream);
   const Tensor levels_ = contiguous(to_dtype(levels, ScalarType::Long), "levels");
   Tensor output = roi_ext::empty(kForwardOutput, {rois.size(0), f0.size(1), pooled_height, pooled_width},
                                  f0.scalar_type(), f0.device(), fmt);
@@ -397,7 +398,7 @@ std::vector<Tensor> multi_scale_roi_align_backward_cuda(Tensor grad, Tensor rois
 
   const MemoryFormat fmt = nchw_memory_format(grad);
   const ScalarType acc_type = opmath_type(grad.scalar_type());
-  const Tensor rois_ = contiguous(to_dtype(rois, acc_type), "rois");
+  const Tensor rois_ = cuda::rois_in_compute_type(rois, acc_type, batch_size, stream);
   const Tensor levels_ = contiguous(to_dtype(levels, ScalarType::Long), "levels");
   const Args args{batch_size, channels, pooled_height, pooled_width, sampling_ratio, aligned,
                   fmt == MemoryFormat::ChannelsLast};
