@@ -28,6 +28,7 @@ def _register(name: str) -> None:
         _lib.impl(name, kernel, key, with_keyset=True)
 
 
-for _name in ("roi_align", "_roi_align_backward", "crop_and_resize", "crop_and_resize_grad_image",
+for _name in ("roi_align", "_roi_align_backward", "roi_align_with_box_grad", "_roi_align_backward_rois",
+              "crop_and_resize", "crop_and_resize_grad_image",
               "crop_and_resize_grad_boxes", "multi_scale_roi_align", "_multi_scale_roi_align_backward"):
     _register(_name)

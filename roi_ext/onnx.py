@@ -7,7 +7,8 @@ roi_ext-specific argument:
   (``roi_align``, ``crop_and_resize`` and the modules) emit the ONNX operator
   directly through ``torch.onnx.ops.symbolic`` instead of calling the compiled op.
 * ``dynamo=False`` (the TorchScript exporter): ``import roi_ext`` registers
-  symbolic functions for ``roi_ext::roi_align`` and ``roi_ext::crop_and_resize``
+  symbolic functions for ``roi_ext::roi_align`` (and ``roi_align_with_box_grad``, the
+  same forward: ``roi_align(..., box_grad=True)``) and ``roi_ext::crop_and_resize``
   (``torch.onnx.register_custom_op_symbolic``), so traced calls of the ops, also
   straight ``torch.ops.roi_ext.*`` calls, become ONNX nodes.
 
@@ -183,6 +184,7 @@ def _crop_and_resize_symbolic(g, image, boxes, box_index, crop_height, crop_widt
 
 def _register_torchscript_symbolics() -> None:
     for name, fn in (("roi_ext::roi_align", _roi_align_symbolic),
+                     ("roi_ext::roi_align_with_box_grad", _roi_align_symbolic),  # the same forward
                      ("roi_ext::crop_and_resize", _crop_and_resize_symbolic)):
         torch.onnx.register_custom_op_symbolic(name, fn, OPSET)
 
@@ -250,5 +252,6 @@ def custom_translation_table() -> Dict[Callable, Callable]:
     directly). Plain exports of models using roi_ext's functions and modules do not need it."""
     return {
         torch.ops.roi_ext.roi_align.default: _roi_align_onnxscript,
+        torch.ops.roi_ext.roi_align_with_box_grad.default: _roi_align_onnxscript,  # the same forward
         torch.ops.roi_ext.crop_and_resize.default: _crop_and_resize_onnxscript,
     }

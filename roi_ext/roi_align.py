@@ -2,7 +2,10 @@
 
 Everything Python about the op lives here: the fake (meta) kernels and autograd
 formulas registered for ``torch.ops.roi_ext.roi_align`` and
-``torch.ops.roi_ext._roi_align_backward``, the functional API and the modules.
+``torch.ops.roi_ext._roi_align_backward``, and for the opt-in box gradient
+(``roi_align(..., box_grad=True)``) ``torch.ops.roi_ext.roi_align_with_box_grad``
+(the same kernels forward; its autograd formula also differentiates the rois) and
+``torch.ops.roi_ext._roi_align_backward_rois``; the functional API and the modules.
 The arithmetic is in ``csrc/common/roi_align_math.h``.
 """
 from typing import List, Sequence, Tuple, Union
@@ -60,6 +63,27 @@ def _roi_align_backward_fake(
         device=grad.device,
         memory_format=_memory_format(grad),
     )
+
+
+@torch.library.register_fake("roi_ext::roi_align_with_box_grad")
+def _roi_align_with_box_grad_fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned,
+                                  roi_end_mode):
+    return _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned,
+                           roi_end_mode)
+
+
+@torch.library.register_fake("roi_ext::_roi_align_backward_rois")
+def _roi_align_backward_rois_fake(grad, input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio,
+                                  aligned, roi_end_mode):
+    op = "_roi_align_backward_rois"
+    check_devices(op, "input", grad=grad, input=input, rois=rois)
+    torch._check(input.dim() == 4, lambda: f"{op}: input must be a 4-D tensor [N, C, H, W], got {input.dim()}-D")
+    torch._check(input.dtype in _DTYPES, lambda: f"{op}: unsupported input dtype {input.dtype}")
+    torch._check(grad.dtype in _DTYPES, lambda: f"{op}: unsupported grad dtype {grad.dtype}")
+    torch._check(rois.dim() == 2 and rois.size(1) == 5, lambda: f"{op}: rois must have shape [K, 5]")
+    torch._check(rois.dtype.is_floating_point, lambda: f"{op}: rois must be a floating-point tensor")
+    torch._check(grad.dim() == 4, lambda: f"{op}: grad must be a 4-D tensor [K, C, pooled_height, pooled_width]")
+    return rois.new_empty((rois.size(0), 5))
 
 
 def _setup_context(ctx, inputs, output):
@@ -122,6 +146,104 @@ _RoiAlignBackward = function_for(torch.ops.roi_ext._roi_align_backward.default, 
                                  _backward_backward, _backward_jvp)
 
 
+# ---------------------------------------------------------------------------
+# The box gradient (roi_align(..., box_grad=True)): roi_align_with_box_grad runs
+# the roi_align kernels; its formula adds the gradient of the roi coordinates
+# (_roi_align_backward_rois). Second derivatives through it are refused rather
+# than given wrong: the mixed input/rois term is not implemented.
+# ---------------------------------------------------------------------------
+_NO_DOUBLE_BACKWARD = ("roi_ext: double backward through the box gradient of roi_align is not supported "
+                       "(roi_align(..., box_grad=True): the second derivatives involving the rois are not "
+                       "implemented); differentiate once, or use box_grad=False")
+
+
+class _SecondOrderGuard(torch.autograd.Function):
+    """Identity on grad_input of a box-gradient roi_align whose backward is recorded
+    (create_graph=True): differentiating grad_input again raises instead of silently
+    leaving out its dependence on the rois."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError(_NO_DOUBLE_BACKWARD)
+
+
+def _box_grad_setup_context(ctx, inputs, output):
+    input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode = inputs
+    # The input is needed only for the rois' gradient.
+    ctx.rois_need_grad = bool(ctx.needs_input_grad[1])
+    if ctx.rois_need_grad:
+        save(ctx, rois, input)
+    else:
+        save(ctx, rois)
+    ctx.input_shape = input.shape
+    ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode)
+    if getattr(ctx, "_roi_ext_function", False):
+        # The autograd.Function path (forward AD, torch.func): a rois tangent
+        # that does not exist must arrive as None, not as zeros, so that
+        # _box_grad_jvp can tell it from a real one.
+        ctx.set_materialize_grads(False)
+
+
+def _box_grad_backward(ctx, grad):
+    if grad is None:
+        return (None,) * 8
+    saved = ctx.saved_tensors
+    rois = saved[0]
+    spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode = ctx.args
+    grad_input = grad_rois = None
+    if ctx.needs_input_grad[0]:
+        batch_size, channels, height, width = ctx.input_shape
+        grad_input = call(
+            torch.ops.roi_ext._roi_align_backward.default, _RoiAlignBackward,
+            grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width,
+            sampling_ratio, aligned, roi_end_mode, deterministic(),
+        )
+        if torch.is_grad_enabled() and ctx.needs_input_grad[1] and not torch.compiler.is_compiling():
+            grad_input = _SecondOrderGuard.apply(grad_input)
+    if ctx.needs_input_grad[1]:
+        grad_rois = call(torch.ops.roi_ext._roi_align_backward_rois.default, _RoiAlignBackwardRois,
+                         grad, saved[1], rois, *ctx.args)
+    return grad_input, grad_rois, None, None, None, None, None, None
+
+
+def _box_grad_jvp(ctx, input_t, rois_t, *_):
+    if rois_t is not None:
+        raise NotImplementedError(
+            "roi_ext: forward-mode AD of roi_align(..., box_grad=True) with a tangent for the rois is not "
+            "supported (torch.func.jvp / jacfwd / forward_ad): only the input may carry a tangent; use "
+            "reverse mode (backward, torch.func.grad / jacrev) for the gradient of the rois")
+    if input_t is None:
+        return None
+    rois = ctx.saved_tensors[0]
+    return call(torch.ops.roi_ext.roi_align.default, _RoiAlign, input_t, rois, *ctx.args)
+
+
+def _backward_rois_setup_context(ctx, inputs, output):
+    pass
+
+
+def _backward_rois_backward(ctx, grad):
+    raise NotImplementedError(_NO_DOUBLE_BACKWARD)
+
+
+def _backward_rois_jvp(ctx, *tangents):
+    raise NotImplementedError(_NO_DOUBLE_BACKWARD.replace("double backward", "forward-mode AD of the backward"))
+
+
+torch.library.register_autograd("roi_ext::roi_align_with_box_grad", _box_grad_backward,
+                                setup_context=_box_grad_setup_context)
+torch.library.register_autograd("roi_ext::_roi_align_backward_rois", _backward_rois_backward,
+                                setup_context=_backward_rois_setup_context)
+_RoiAlignWithBoxGrad = function_for(torch.ops.roi_ext.roi_align_with_box_grad.default, _box_grad_setup_context,
+                                    _box_grad_backward, _box_grad_jvp)
+_RoiAlignBackwardRois = function_for(torch.ops.roi_ext._roi_align_backward_rois.default,
+                                     _backward_rois_setup_context, _backward_rois_backward, _backward_rois_jvp)
+
+
 def _boxes_to_rois(boxes: Union[Tensor, Sequence[Tensor]], input: Tensor) -> Tensor:
     """Tensor[K, 5] as is; a list/tuple of Tensor[L_i, 4] gets its image index prepended."""
     if isinstance(boxes, Tensor):
@@ -148,15 +270,19 @@ def _boxes_to_rois(boxes: Union[Tensor, Sequence[Tensor]], input: Tensor) -> Ten
 
 
 def _roi_align_op(input: Tensor, rois: Tensor, spatial_scale: float, pooled_height: int, pooled_width: int,
-                  sampling_ratio: int, aligned: bool, roi_end_mode: int) -> Tensor:
-    """torch.ops.roi_ext.roi_align with typed errors; an ONNX RoiAlign node while
-    torch.onnx.export(dynamo=True) traces the model."""
+                  sampling_ratio: int, aligned: bool, roi_end_mode: int, box_grad: bool = False) -> Tensor:
+    """torch.ops.roi_ext.roi_align (roi_align_with_box_grad when box_grad) with typed
+    errors; an ONNX RoiAlign node while torch.onnx.export(dynamo=True) traces the model."""
     if _onnx.exporting_with_dynamo():
         return _onnx.roi_align_to_onnx(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio,
                                        aligned, roi_end_mode)
     check_devices("roi_align", "input", input=input, rois=rois)
-    return call(torch.ops.roi_ext.roi_align.default, _RoiAlign, input, rois, spatial_scale, pooled_height,
-                pooled_width, sampling_ratio, aligned, roi_end_mode)
+    if box_grad:
+        op, function = torch.ops.roi_ext.roi_align_with_box_grad.default, _RoiAlignWithBoxGrad
+    else:
+        op, function = torch.ops.roi_ext.roi_align.default, _RoiAlign
+    return call(op, function, input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned,
+                roi_end_mode)
 
 
 def _pair_scriptable(output_size: Union[int, Tuple[int, int], List[int]]) -> Tuple[int, int]:
@@ -181,6 +307,7 @@ def roi_align(
     sampling_ratio: int = -1,
     aligned: bool = False,
     roi_end_mode: int = 0,
+    box_grad: bool = False,
 ) -> Tensor:
     """Region of Interest Align (Mask R-CNN), a drop-in for ``torchvision.ops.roi_align``.
 
@@ -200,10 +327,36 @@ def roi_align(
         roi_end_mode: ``0`` (torchvision) or ``1`` (MindSpore: the end
             coordinate is inclusive, ``end = (x2 + 1) * spatial_scale``, and rois
             are not enlarged to 1x1).
+        box_grad: ``False`` (default, torchvision's behaviour): the boxes receive
+            no gradient. ``True``: the boxes are differentiated too (box
+            refinement heads, trackers, IoU-Net); see "Box gradient" below.
 
     Returns:
         ``[K, C, pooled_height, pooled_width]``, dtype and memory format of ``input``.
-        Differentiable with respect to ``input``.
+        Differentiable with respect to ``input``, and with ``box_grad=True`` with
+        respect to the box coordinates.
+
+    Box gradient (``box_grad=True``): the gradient of the forward exactly as
+    computed, with respect to ``x1, y1, x2, y2`` of every box (in the boxes' dtype;
+    the batch index gets none: column 0 of a ``Tensor[K, 5]`` receives zeros).
+
+    * Adaptive sampling (``sampling_ratio <= 0``): the number of samples,
+      ``ceil(roi_size / output_size)``, is a piecewise-constant function of the box;
+      the gradient is that of the piece the box lies in (the sample grid and the
+      divisor held fixed). It jumps where the grid changes.
+    * A sample exactly on a pixel boundary, or where the bilinear rule clamps its
+      coordinate (in ``[-1, 0]`` or ``[H - 1, H]``, ``[W - 1, W]``: the forward reads
+      the edge pixel there), gets the one-sided derivative of the branch the
+      forward takes (zero along a clamped axis); samples outside ``[-1, H]`` /
+      ``[-1, W]`` contribute nothing.
+    * Legacy mode (``aligned=False, roi_end_mode=0``): a box smaller than one
+      pixel (after ``spatial_scale``) is enlarged to 1 pixel; its size then does
+      not depend on the coordinates, so only the start moves (zero derivative of
+      the size).
+    * float16/bfloat16 inputs are differentiated in float32. CPU and CUDA are
+      deterministic (CUDA: a block per box, a fixed-order reduction, no atomics).
+      Second derivatives through the box gradient (double backward) and
+      forward-mode AD with a tangent for the boxes raise ``NotImplementedError``.
 
     Raises:
         IndexError: (CPU) a batch index outside ``[0, N)`` or not finite.
@@ -230,6 +383,10 @@ def roi_align(
     """
     if torch.jit.is_scripting():  # TorchScript compiles this branch only
         pooled = _pair_scriptable(output_size)
+        if box_grad:
+            return torch.ops.roi_ext.roi_align_with_box_grad(input, _rois_scriptable(boxes, input), spatial_scale,
+                                                             pooled[0], pooled[1], sampling_ratio, aligned,
+                                                             roi_end_mode)
         return torch.ops.roi_ext.roi_align(input, _rois_scriptable(boxes, input), spatial_scale, pooled[0],
                                            pooled[1], sampling_ratio, aligned, roi_end_mode)
     if not isinstance(input, Tensor):
@@ -247,6 +404,7 @@ def roi_align(
         check_int(sampling_ratio, "sampling_ratio"),
         check_bool(aligned, "aligned"),
         check_int(roi_end_mode, "roi_end_mode"),
+        check_bool(box_grad, "box_grad"),
     )
 
 
@@ -269,6 +427,9 @@ def _rois_scriptable(boxes: Union[Tensor, List[Tensor]], input: Tensor) -> Tenso
 class RoIAlign(nn.Module):
     """torchvision's ``RoIAlign`` module: ``RoIAlign(output_size, spatial_scale, sampling_ratio, aligned=False)``.
 
+    ``box_grad=True`` (roi_ext only) makes the rois receive a gradient
+    (see :func:`roi_align`); the repr shows it only when set.
+
     Example:
         >>> m = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=True)
         >>> m(torch.rand(2, 256, 50, 68), torch.tensor([[0.0, 8, 8, 120, 90]])).shape
@@ -279,32 +440,45 @@ class RoIAlign(nn.Module):
     _scale: float
     _sampling_ratio: int
     _aligned: bool
+    _box_grad: bool
 
-    def __init__(self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False):
+    def __init__(self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False,
+                 box_grad: bool = False):
         super().__init__()
         # The arguments as given (repr, torchvision compatibility) ...
         self.output_size = output_size
         self.spatial_scale = spatial_scale
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
+        self.box_grad = box_grad
         # ... and normalised, typed copies for TorchScript.
         self._pooled = pair(output_size, "output_size")
         self._scale = check_float(spatial_scale, "spatial_scale")
         self._sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
         self._aligned = check_bool(aligned, "aligned")
+        self._box_grad = check_bool(box_grad, "box_grad")
 
     def forward(self, input: Tensor, rois: Union[Tensor, List[Tensor]]) -> Tensor:
         if torch.jit.is_scripting():
+            if self._box_grad:
+                return torch.ops.roi_ext.roi_align_with_box_grad(
+                    input, _rois_scriptable(rois, input), self._scale, self._pooled[0], self._pooled[1],
+                    self._sampling_ratio, self._aligned, 0,
+                )
             return torch.ops.roi_ext.roi_align(
                 input, _rois_scriptable(rois, input), self._scale, self._pooled[0], self._pooled[1],
                 self._sampling_ratio, self._aligned, 0,
             )
+        if self._box_grad:
+            return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned,
+                             box_grad=True)
         return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
 
     def __repr__(self) -> str:
+        extra = ", box_grad=True" if self._box_grad else ""
         return (
             f"{self.__class__.__name__}(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
-            f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned})"
+            f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}{extra})"
         )
 
 
@@ -314,6 +488,8 @@ class ROIAlign(nn.Module):
     ``forward(features, rois)`` with ``rois`` a ``Tensor[K, 5]`` of rows
     ``(batch_index, x1, y1, x2, y2)``. With the default ``roi_end_mode=1`` the
     end coordinate is inclusive (``end = (x2 + 1) * spatial_scale``).
+    ``box_grad=True`` (roi_ext only) makes the rois receive a gradient (see
+    :func:`roi_align`); the repr shows it only when set.
 
     Example:
         >>> m = ROIAlign(2, 2, 0.5, 2)
@@ -323,9 +499,11 @@ class ROIAlign(nn.Module):
     """
 
     def __init__(
-        self, pooled_height: int, pooled_width: int, spatial_scale: float, sample_num: int = 2, roi_end_mode: int = 1
+        self, pooled_height: int, pooled_width: int, spatial_scale: float, sample_num: int = 2, roi_end_mode: int = 1,
+        box_grad: bool = False,
     ):
         super().__init__()
+        self.box_grad = check_bool(box_grad, "box_grad")
         self.pooled_height = check_int(pooled_height, "pooled_height")
         self.pooled_width = check_int(pooled_width, "pooled_width")
         self.spatial_scale = check_float(spatial_scale, "spatial_scale")
@@ -341,17 +519,24 @@ class ROIAlign(nn.Module):
     def forward(self, features: Tensor, rois: Tensor) -> Tensor:
         # The arguments were checked in __init__; the op checks the tensors.
         if torch.jit.is_scripting():
+            if self.box_grad:
+                return torch.ops.roi_ext.roi_align_with_box_grad(
+                    features, rois, self.spatial_scale, self.pooled_height, self.pooled_width, self.sample_num,
+                    False, self.roi_end_mode,
+                )
             return torch.ops.roi_ext.roi_align(
                 features, rois, self.spatial_scale, self.pooled_height, self.pooled_width, self.sample_num, False,
                 self.roi_end_mode,
             )
         return _roi_align_op(
             features, rois, self.spatial_scale, self.pooled_height, self.pooled_width, self.sample_num, False,
-            self.roi_end_mode,
+            self.roi_end_mode, self.box_grad,
         )
 
     def __repr__(self) -> str:
+        extra = ", box_grad=True" if self.box_grad else ""
         return (
             f"{self.__class__.__name__}(pooled_height={self.pooled_height}, pooled_width={self.pooled_width}, "
-            f"spatial_scale={self.spatial_scale}, sample_num={self.sample_num}, roi_end_mode={self.roi_end_mode})"
+            f"spatial_scale={self.spatial_scale}, sample_num={self.sample_num}, roi_end_mode={self.roi_end_mode}"
+            f"{extra})"
         )

@@ -45,4 +45,4 @@ import roi_ext, torch
 assert roi_ext.__file__.startswith('$WORK'), roi_ext.__file__
 torch.ops.roi_ext_cuda_emulated.work_counter()  # the emulated kernels are there
 print('[emulation] testing', roi_ext.__file__)"
-"$PY" -m pytest tests/test_cuda_emulation.py -q -p no:cacheprovider "$@"
+"$PY" -m pytest tests/test_cuda_emulation*.py -q -p no:cacheprovider "$@"

@@ -108,6 +108,7 @@ def _export_plain_and_run(model, args, dynamo):
     dict(output_size=(3, 4), spatial_scale=0.5, sampling_ratio=2, aligned=True),
     dict(output_size=2, spatial_scale=1.0, sampling_ratio=-1, aligned=False),
     dict(output_size=(2, 3), spatial_scale=0.5, sampling_ratio=0, aligned=True, roi_end_mode=1),
+    dict(output_size=(3, 4), spatial_scale=0.5, sampling_ratio=2, aligned=True, box_grad=True),  # the same node
 ], ids=str)
 def test_plain_onnx_export_roi_align(kw, dynamo):
     x, rois = _inputs()

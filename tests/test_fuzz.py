@@ -486,6 +486,15 @@ DEV_OPS = {
     "torch.ops.roi_ext._roi_align_backward": (
         ("grad", "rois"),
         lambda a: torch.ops.roi_ext._roi_align_backward(a["grad"], a["rois"], 1.0, 2, 2, 2, 3, 8, 9, -1, False, 0)),
+    "roi_align(box_grad=True)": (
+        ("input", "rois"), lambda a: roi_ext.roi_align(a["input"], a["rois"], 2, box_grad=True)),
+    "torch.ops.roi_ext.roi_align_with_box_grad": (
+        ("input", "rois"),
+        lambda a: torch.ops.roi_ext.roi_align_with_box_grad(a["input"], a["rois"], 1.0, 2, 2, -1, False, 0)),
+    "torch.ops.roi_ext._roi_align_backward_rois": (
+        ("grad", "input", "rois"),
+        lambda a: torch.ops.roi_ext._roi_align_backward_rois(a["grad"], a["input"], a["rois"], 1.0, 2, 2, -1, False,
+                                                             0)),
 }
 _MISMATCH = re.compile(r"(\S+) must be on the same device as (\S+) \((\S+)\), got (\S+) on (\S+)")
 

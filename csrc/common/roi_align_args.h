@@ -146,6 +146,59 @@ inline void check_roi_align_backward_args(
       shape_of(grad));
 }
 
+// _roi_align_backward_rois(grad, input, rois, ...): the forward's checks of
+// input and rois, and grad of shape [K, C, pooled_height, pooled_width].
+inline void check_roi_align_backward_rois_args(
+    const Tensor& grad,
+    const Tensor& input,
+    const Tensor& rois,
+    double spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t roi_end_mode) {
+  constexpr const char* op = "_roi_align_backward_rois";
+  ROI_EXT_CHECK_VALUE(
+      input.dim() == 4,
+      op,
+      ": input must be a 4-D tensor [N, C, H, W], got shape ",
+      shape_of(input));
+  ROI_EXT_CHECK_TYPE(
+      is_roi_align_dtype(input.scalar_type()),
+      op,
+      ": input must be float16, bfloat16, float32 or float64, got ",
+      dtype_name(input.scalar_type()));
+  check_rois(rois, op);
+  ROI_EXT_CHECK_TYPE(
+      is_roi_align_dtype(grad.scalar_type()),
+      op,
+      ": grad must be float16, bfloat16, float32 or float64, got ",
+      dtype_name(grad.scalar_type()));
+  ROI_EXT_CHECK(
+      input.device() == rois.device() && grad.device() == rois.device(),
+      op,
+      ": grad, input and rois must be on the same device, got grad on ",
+      device_of(grad),
+      ", input on ",
+      device_of(input),
+      " and rois on ",
+      device_of(rois));
+  check_common_args(op, spatial_scale, pooled_height, pooled_width, roi_end_mode);
+  ROI_EXT_CHECK_VALUE(
+      grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == input.size(1) &&
+          grad.size(2) == pooled_height && grad.size(3) == pooled_width,
+      op,
+      ": grad must have shape [K, C, pooled_height, pooled_width] = [",
+      rois.size(0),
+      ", ",
+      input.size(1),
+      ", ",
+      pooled_height,
+      ", ",
+      pooled_width,
+      "] (K = rois.size(0), C = input.size(1)), got ",
+      shape_of(grad));
+}
+
 // The error for a roi whose batch index (row k, column 0) is outside
 // [0, batch_size) or not finite (Part A12); CPU and CUDA raise the same.
 [[noreturn]] inline void throw_bad_batch_index(

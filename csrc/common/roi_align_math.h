@@ -30,6 +30,10 @@ struct RoiGeometry {
   T bin_w;
   int64_t grid_h;  // samples per bin along y; 0 means the bin has no samples
   int64_t grid_w;
+  // The legacy clamp (aligned=False, roi_end_mode=0) enlarged the roi size to 1
+  // along y / x: the size then does not depend on the coordinates (box gradient).
+  bool size_clamped_h;
+  bool size_clamped_w;
 };
 
 // Adaptive sample count along one axis: ceil(roi_size / pooled) (torchvision's
@@ -71,11 +75,15 @@ C10_HOST_DEVICE inline RoiGeometry<T> roi_geometry(
   const T end_h = ((roi[4] + end_shift) * spatial_scale) - offset;
   T roi_w = end_w - g.start_w;
   T roi_h = end_h - g.start_h;
+  g.size_clamped_w = false;
+  g.size_clamped_h = false;
   if (!aligned && roi_end_mode == 0) {
     // Legacy mode forces malformed rois to 1x1 (std::max semantics: a NaN
     // size stays NaN).
-    roi_w = (roi_w < T(1)) ? T(1) : roi_w;
-    roi_h = (roi_h < T(1)) ? T(1) : roi_h;
+    g.size_clamped_w = roi_w < T(1);
+    g.size_clamped_h = roi_h < T(1);
+    roi_w = g.size_clamped_w ? T(1) : roi_w;
+    roi_h = g.size_clamped_h ? T(1) : roi_h;
   }
   g.bin_h = roi_h / static_cast<T>(pooled_height);
   g.bin_w = roi_w / static_cast<T>(pooled_width);
@@ -247,6 +255,110 @@ C10_HOST_DEVICE inline V interpolate(
 template <typename T, typename V>
 C10_HOST_DEVICE inline V corner_grad(V g, T w, T count) {
   return (g * w) / count;
+}
+
+// ---------------------------------------------------------------------------
+// Derivatives with respect to the roi coordinates (roi_align(..., box_grad=True),
+// the op _roi_align_backward_rois). The derivative of the forward exactly as the
+// functions above compute it, branch by branch:
+//   * the sample grid (grid_h, grid_w) and the divisor count are held fixed: with
+//     adaptive sampling the grid is a piecewise-constant function of the roi
+//     size, and this is the derivative inside the piece;
+//   * a sample exactly on a pixel boundary, or on the edge of a clamp, gets the
+//     one-sided derivative of the branch the forward takes;
+//   * the legacy clamp (roi size < 1, aligned=False and roi_end_mode=0) makes
+//     the size a constant: its derivative is 0 there;
+//   * the batch index (column 0) receives no gradient.
+
+// d v / d c1 and d v / d c2 of a sample coordinate v along one axis, where
+// (c1, c2) are the roi's coordinates along that axis ((x1, x2) or (y1, y2)).
+template <typename T>
+struct CoordGrad {
+  T d_c1;
+  T d_c2;
+};
+
+// Sample i of bin p along one axis:
+//   v = start + size * a,  a = (p + (i + .5) / grid) / pooled,
+//   start = c1 * s - off,  size = (c2 + roi_end_mode - c1) * s
+// so dv/dc1 = s * (1 - a) and dv/dc2 = s * a; with the size clamped to 1 only
+// the start moves: (s, 0).
+template <typename T>
+C10_HOST_DEVICE inline CoordGrad<T> sample_coord_grad(
+    T spatial_scale,
+    int64_t p,
+    int64_t i,
+    int64_t grid,
+    int64_t pooled,
+    bool size_clamped) {
+  if (size_clamped) {
+    return CoordGrad<T>{spatial_scale, T(0)};
+  }
+  const T a = (static_cast<T>(p) + (static_cast<T>(i) + T(0.5)) / static_cast<T>(grid)) /
+      static_cast<T>(pooled);
+  return CoordGrad<T>{spatial_scale * (T(1) - a), spatial_scale * a};
+}
+
+// axis_taps() and d(frac)/dv: 1 where v is used as is, 0 where axis_taps clamps
+// it (v <= 0 is read at 0; v at or beyond the last pixel, at size - 1), so the
+// sample's value does not move with v there. Returns false (no contribution)
+// where axis_taps does.
+template <typename T>
+C10_HOST_DEVICE inline bool axis_taps_slope(T v, int64_t size, AxisTaps<T>& a, T& slope) {
+  if (!axis_taps(v, size, a)) {
+    return false;
+  }
+  slope = (v > T(0) && a.low < size - 1) ? T(1) : T(0);
+  return true;
+}
+
+// The derivatives of one bilinear sample ((w1 v1 + w2 v2) + w3 v3) + w4 v4 with
+// respect to its coordinates (v1..v4 as in interpolate()):
+//   d/dy = slope_y * ((1 - lx) (v3 - v1) + lx (v4 - v2))
+//   d/dx = slope_x * ((1 - ly) (v2 - v1) + ly (v4 - v3))
+template <typename T>
+struct SampleSlopes {
+  T d_dy;
+  T d_dx;
+};
+
+template <typename T>
+C10_HOST_DEVICE inline SampleSlopes<T> bilinear_slopes(
+    const AxisTaps<T>& ay,
+    T slope_y,
+    const AxisTaps<T>& ax,
+    T slope_x,
+    T v1,
+    T v2,
+    T v3,
+    T v4) {
+  const T hy = T(1) - ay.frac;
+  const T hx = T(1) - ax.frac;
+  return SampleSlopes<T>{
+      slope_y * ((hx * (v3 - v1)) + (ax.frac * (v4 - v2))),
+      slope_x * ((hy * (v2 - v1)) + (ay.frac * (v4 - v3)))};
+}
+
+// The gradient of a roi's coordinates: sums of the terms of its samples.
+template <typename T>
+struct RoiCoordGrad {
+  T x1, y1, x2, y2;
+};
+
+// Adds the terms of one sample: g_dx = sum over channels of grad * d/dx (and
+// likewise g_dy), times the sample coordinates' derivatives (cx along x, cy
+// along y). The divisor count is applied once per roi, at the end.
+template <typename T>
+C10_HOST_DEVICE inline void add_sample_coord_grad(
+    RoiCoordGrad<T>& acc,
+    T g_dy,
+    T g_dx,
+    const CoordGrad<T>& cy,
+    const CoordGrad<T>& cx) {
+  acc.x1 += g_dx * cx.d_c1;
+  acc.y1 += g_dy * cy.d_c1;
+  acc.x2 += g_dx * cx.d_c2;
+  acc.y2 += g_dy * cy.d_c2;
 }
 
 // Batch index of a roi (Part A12): truncated toward zero; valid iff the float

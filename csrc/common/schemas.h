@@ -20,6 +20,18 @@ inline void define_schemas(Library& m) {
       "SymInt pooled_height, SymInt pooled_width, SymInt batch_size, "
       "SymInt channels, SymInt height, SymInt width, int sampling_ratio, "
       "bool aligned, int roi_end_mode, bool deterministic=False) -> Tensor");
+  // roi_align whose autograd formula also differentiates the roi coordinates
+  // (roi_ext.roi_align(..., box_grad=True)): the same kernels forward.
+  m.def(
+      "roi_align_with_box_grad(Tensor input, Tensor rois, float spatial_scale, "
+      "SymInt pooled_height, SymInt pooled_width, int sampling_ratio, "
+      "bool aligned, int roi_end_mode) -> Tensor");
+  // The gradient of roi_align with respect to the rois: [K, 5] in the rois'
+  // dtype, column 0 (the batch index) zero.
+  m.def(
+      "_roi_align_backward_rois(Tensor grad, Tensor input, Tensor rois, "
+      "float spatial_scale, SymInt pooled_height, SymInt pooled_width, "
+      "int sampling_ratio, bool aligned, int roi_end_mode) -> Tensor");
   m.def(
       "crop_and_resize(Tensor image, Tensor boxes, Tensor box_index, "
       "SymInt crop_height, SymInt crop_width, str method, "

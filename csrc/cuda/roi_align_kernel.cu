@@ -1,4 +1,5 @@
-// CUDA kernels of roi_ext::roi_align and roi_ext::_roi_align_backward: thin
+// CUDA kernels of roi_ext::roi_align (also registered as roi_align_with_box_grad),
+// roi_ext::_roi_align_backward and roi_ext::_roi_align_backward_rois: thin
 // grid-stride loops around csrc/common/roi_align_math.h, so CUDA computes what
 // the CPU computes (built with --fmad=false: float32 results equal the CPU's).
 //
@@ -299,9 +300,111 @@ __global__ void backward_gather_kernel(
   }
 }
 
+// ---------------------------------------------------------------------------
+// _roi_align_backward_rois (roi_align(..., box_grad=True)): a block per roi
+// (cuda::launch_block_reduce). Thread t of n takes the items j = t, t + n, ... of
+// the roi's (bin row, bin column, sample row, sample column, channel) space
+// (channel fastest: coalesced for channels-last inputs) and sums their terms
+// (roi_align_math.h: bilinear_slopes, sample_coord_grad); the block adds the
+// threads' sums as a binary tree in a fixed order: no atomics, the same bits on
+// every run. A roi with an invalid batch index or too many samples gets a zero
+// gradient (nothing is checked on the host).
+
+// The four sums of a roi's coordinate gradient, added element-wise.
+template <typename T>
+struct CoordGradSum {
+  RoiCoordGrad<T> s;
+  __host__ __device__ friend CoordGradSum operator+(const CoordGradSum& a, const CoordGradSum& b) {
+    return CoordGradSum{{a.s.x1 + b.s.x1, a.s.y1 + b.s.y1, a.s.x2 + b.s.x2, a.s.y2 + b.s.y2}};
+  }
+};
+
+template <typename scalar_t, typename acc_t>
+struct RoiCoordGradients {
+  using Value = CoordGradSum<acc_t>;
+  const scalar_t* grad;  // [K, C, PH, PW], strides gs
+  GradStrides gs;
+  const scalar_t* input;  // layout `in`
+  Layout in;
+  const acc_t* rois;  // [K, 5] in acc_t
+  acc_t spatial_scale;
+  RoiArgs a;
+  acc_t* out;  // [K, 5] in acc_t, zeroed
+
+  __host__ __device__ Roi<acc_t> roi(int64_t k) const {
+    return load_roi(rois + k * 5, in.batch, spatial_scale, a.pooled_height, a.pooled_width, a.sampling_ratio,
+                    a.aligned, a.roi_end_mode);
+  }
+
+  __host__ __device__ Value partial(int64_t k, int thread, int threads) const {
+    Value acc{{acc_t(0), acc_t(0), acc_t(0), acc_t(0)}};
+    const Roi<acc_t> r = roi(k);
+    if (r.image < 0 || r.too_many_samples) {
+      return acc;
+    }
+    const RoiGeometry<acc_t>& g = r.g;
+    const int64_t channels = in.channels;
+    // Grids are >= 0 and the sample total is within kMaxSamplesPerRoi here.
+    const int64_t n = a.pooled_height * a.pooled_width * g.grid_h * g.grid_w * channels;
+    const scalar_t* base = input + in.plane(r.image, 0);
+    const int64_t ps = in.pixel_stride();
+    const int64_t cs = in.channels_last ? 1 : in.height * in.width;
+    for (int64_t j = thread; j < n; j += threads) {
+      ROI_EXT_COUNT_WORK(1);
+      const int64_t c = j % channels;
+      int64_t rest = j / channels;
+      const int64_t ix = rest % g.grid_w;
+      rest /= g.grid_w;
+      const int64_t iy = rest % g.grid_h;
+      rest /= g.grid_h;
+      const int64_t pw = rest % a.pooled_width;
+      const int64_t ph = rest / a.pooled_width;
+      AxisTaps<acc_t> ay, ax;
+      acc_t slope_y, slope_x;
+      if (!axis_taps_slope(sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h), in.height, ay, slope_y) ||
+          !axis_taps_slope(sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w), in.width, ax, slope_x) ||
+          (slope_y == acc_t(0) && slope_x == acc_t(0))) {
+        continue;
+      }
+      const scalar_t* im = base + c * cs;
+      const SampleSlopes<acc_t> d = bilinear_slopes(
+          ay, slope_y, ax, slope_x,
+          static_cast<acc_t>(im[(ay.low * in.width + ax.low) * ps]),
+          static_cast<acc_t>(im[(ay.low * in.width + ax.high) * ps]),
+          static_cast<acc_t>(im[(ay.high * in.width + ax.low) * ps]),
+          static_cast<acc_t>(im[(ay.high * in.width + ax.high) * ps]));
+      const acc_t gv = static_cast<acc_t>(grad[k * gs.k + c * gs.c + ph * gs.h + pw * gs.w]);
+      add_sample_coord_grad(
+          acc.s, gv * d.d_dy, gv * d.d_dx,
+          sample_coord_grad(spatial_scale, ph, iy, g.grid_h, a.pooled_height, g.size_clamped_h),
+          sample_coord_grad(spatial_scale, pw, ix, g.grid_w, a.pooled_width, g.size_clamped_w));
+    }
+    return acc;
+  }
+
+  __host__ __device__ void finish(int64_t k, const Value& total) const {
+    const acc_t count = sample_count(roi(k).g);
+    out[k * 5 + 1] = total.s.x1 / count;
+    out[k * 5 + 2] = total.s.y1 / count;
+    out[k * 5 + 3] = total.s.x2 / count;
+    out[k * 5 + 4] = total.s.y2 / count;
+  }
+};
+
+template <typename scalar_t, typename acc_t>
+void launch_backward_rois(const Tensor& grad, const Tensor& input, const Layout& layout, const Tensor& rois,
+                          double spatial_scale, const RoiArgs& args, Tensor& out, cudaStream_t stream) {
+  const RoiCoordGradients<scalar_t, acc_t> f{
+      grad.const_data_ptr<scalar_t>(), GradStrides{grad.stride(0), grad.stride(1), grad.stride(2), grad.stride(3)},
+      input.const_data_ptr<scalar_t>(), layout, rois.const_data_ptr<acc_t>(), static_cast<acc_t>(spatial_scale),
+      args, out.mutable_data_ptr<acc_t>()};
+  cuda::launch_block_reduce(f, rois.size(0), stream);
+}
+
 constexpr const char* kForwardOutput = "roi_align: output for output_size (pooled_height, pooled_width)";
 constexpr const char* kBackwardOutput =
     "_roi_align_backward: grad_input for (batch_size, channels, height, width)";
+constexpr const char* kBackwardRoisOutput = "_roi_align_backward_rois: grad_rois for rois";
 
 // With sampling_ratio > 0 every roi needs the same number of samples: refused
 // on the host, before any launch, with the CPU kernel's error (which names the
@@ -435,11 +538,52 @@ Tensor roi_align_backward_cuda(
       AT_EXPAND(AT_FLOATING_TYPES), ScalarType::Half, ScalarType::BFloat16);
 }
 
+Tensor roi_align_backward_rois_cuda(
+    const Tensor& grad,
+    const Tensor& input,
+    const Tensor& rois,
+    double spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t roi_end_mode) {
+  detail::check_roi_align_backward_rois_args(grad, input, rois, spatial_scale, pooled_height, pooled_width,
+                                             roi_end_mode);
+  ROI_EXT_CHECK(cuda::on_device(input), "_roi_align_backward_rois: input must be ", cuda::kDeviceTensor, ", got ",
+                device_of(input));
+  const cuda::DeviceGuard guard(input);
+  const cudaStream_t stream = cuda::current_stream(input);
+
+  const ScalarType acc_type = opmath_type(input.scalar_type());
+  const Tensor rois_ = cuda::rois_in_compute_type(rois, acc_type, input.size(0), stream);
+  Tensor out = roi_ext::zeros(kBackwardRoisOutput, {rois.size(0), 5}, acc_type, rois.device());
+  if (grad.numel() == 0 || input.numel() == 0) {
+    return to_dtype(out, rois.scalar_type());
+  }
+  check_fixed_sample_count(pooled_height, pooled_width, sampling_ratio);
+  const MemoryFormat fmt = detail::roi_align_memory_format(input);
+  const Tensor input_ = contiguous(input, "_roi_align_backward_rois: input", fmt);
+  const Tensor grad_ = to_dtype(grad, input.scalar_type());
+  const Layout layout{input.size(0), input.size(1), input.size(2), input.size(3), fmt == MemoryFormat::ChannelsLast};
+  const RoiArgs args{pooled_height, pooled_width, sampling_ratio, roi_end_mode, aligned};
+  THO_DISPATCH_V2(
+      input.scalar_type(), "roi_align_backward_rois_cuda", AT_WRAP([&] {
+        (launch_backward_rois<scalar_t, opmath_t<scalar_t>>)(grad_, input_, layout, rois_, spatial_scale, args, out,
+                                                             stream);
+      }),
+      AT_EXPAND(AT_FLOATING_TYPES), ScalarType::Half, ScalarType::BFloat16);
+  return to_dtype(out, rois.scalar_type());
+}
+
 }  // namespace
 
 ROI_EXT_CUDA_LIBRARY_IMPL(m) {
   m.impl("roi_align", TORCH_BOX(&roi_align_forward_cuda));
   m.impl("_roi_align_backward", TORCH_BOX(&roi_align_backward_cuda));
+  // roi_align(..., box_grad=True): the same forward, another autograd formula.
+  m.impl("roi_align_with_box_grad", TORCH_BOX(&roi_align_forward_cuda));
+  m.impl("_roi_align_backward_rois", TORCH_BOX(&roi_align_backward_rois_cuda));
 }
 
 }  // namespace roi_ext
