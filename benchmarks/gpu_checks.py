@@ -92,9 +92,39 @@ def crop_and_resize_cases():
         yield f"crop_and_resize {dtype} {method} {data_format} det={det}", run
 
 
+def prroi_pool_cases():
+    """(name, thunk) for every dtype x layout x backward path of prroi_pool."""
+    gen = torch.Generator().manual_seed(2)
+    for dtype, layout, det in itertools.product((F16, BF16, F32, F64), ("contiguous", "channels_last", "strided"),
+                                                (False, True)):
+        x = torch.randn(2, 6, 11, 13, generator=gen).to(dtype)
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.cuda()
+        if layout == "strided":
+            x = x.transpose(2, 3).contiguous().transpose(2, 3)[:, ::2]
+        rois = torch.tensor([[0.0, 1, 1, 9, 9], [1.0, -3, 2, 14, 11], [1.0, 5, 5, 4, 4], [2.0, 0, 0, 3, 3],
+                             [float("nan"), 0, 0, 3, 3], [0.0, -1e9, -1e9, 1e9, 1e9], [1.0, 2.2, 3.1, 2.4, 3.3]],
+                            device="cuda")
+        rois = rois.to(dtype if dtype in (F32, F64) else F32)
+        channels = x.shape[1]
+
+        def run(x=x, rois=rois, det=det, dtype=dtype, channels=channels):
+            out = OPS.prroi_pool(x, rois, 0.9, 3, 4)
+            for grad in (out * 0.5 + 1, torch.ones((), dtype=dtype, device="cuda").expand(out.shape)):
+                OPS._prroi_pool_backward(grad, rois, 0.9, 3, 4, 2, channels, 11, 13, det)
+                OPS._prroi_pool_backward_rois(grad, x, rois, 0.9, 3, 4)
+            OPS.prroi_pool(x, rois[:0], 0.9, 3, 4)  # no rois
+            OPS._prroi_pool_backward(out[:0], rois[:0], 0.9, 3, 4, 2, channels, 11, 13, det)
+            return out
+
+        yield f"prroi_pool {dtype} {layout} det={det}", run
+
+
 def every_case():
     yield from roi_align_cases()
     yield from crop_and_resize_cases()
+    yield from prroi_pool_cases()
 
 
 def sweep(sync_debug=False):

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from . import onnx as _onnx
-from ._utils import (call, call_op, check_bool, check_dense, check_devices, check_float, check_int, deterministic,
+from ._utils import (call, check_bool, check_dense, check_devices, check_float, check_int, deterministic,
                      function_for, pair, save)
 
 __all__ = ["roi_align", "RoIAlign", "ROIAlign"]

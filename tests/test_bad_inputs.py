@@ -115,6 +115,63 @@ CASES = {
     "crgb_depth": ("R.crop_and_resize_grad_boxes(G[..., :2], IMG, BX, BI)", ("ValueError", "depth")),
     "crgb_image_3d": ("R.crop_and_resize_grad_boxes(G, IMG[0], BX, BI)", ("ValueError", "image")),
     "crgb_grads_int": ("R.crop_and_resize_grad_boxes(G.long(), IMG, BX, BI)", ("TypeError", "grads")),
+    # --- roi_align(box_grad=True) and its roi gradient ------------------------
+    "rabg_input_int": ("R.roi_align(X.long(), ROIS, 2, box_grad=True)", ("TypeError", "input")),
+    "rabg_box_grad_string": ("R.roi_align(X, ROIS, 2, box_grad='yes')", ("TypeError", "box_grad")),
+    "rabg_batch_negative": ("R.roi_align(X, t([[-1, 0, 0, 3, 3]]), 2, box_grad=True)", ("IndexError", "batch index")),
+    "rabr_grad_shape": ("BR(torch.ones(2, 3, 3, 2), X, ROIS, 1.0, 2, 2, -1, False, 0)", ("ValueError", "grad")),
+    "rabr_grad_3d": ("BR(torch.ones(2, 3, 2), X, ROIS, 1.0, 2, 2, -1, False, 0)", ("ValueError", "grad")),
+    "rabr_input_3d": ("BR(torch.ones(2, 3, 2, 2), X[0], ROIS, 1.0, 2, 2, -1, False, 0)", ("ValueError", "input")),
+    "rabr_batch_out_of_range": ("BR(torch.ones(1, 3, 2, 2), X, t([[2, 0, 0, 3, 3]]), 1.0, 2, 2, -1, False, 0)",
+                                ("IndexError", "batch index")),
+    "rabr_nan_rois": ("BR(torch.ones(1, 3, 2, 2), X, t([[0, NAN, NAN, NAN, NAN]]), 1.0, 2, 2, 2, False, 0)",
+                      ("ok", (1, 5))),
+    "rabr_huge_adaptive": ("BR(torch.ones(1, 3, 2, 2), X, t([[0, -1e30, -1e30, 1e30, 1e30]]), 1.0, 2, 2, -1, False, 0)",
+                           ("ValueError", "sampling_ratio")),
+    "rabr_no_rois": ("BR(torch.ones(0, 3, 2, 2), X, ROIS[:0], 1.0, 2, 2, -1, False, 0)", ("ok", (0, 5))),
+    "rabr_stride0_grad": ("BR(torch.ones(()).expand(2, 3, 2, 2), X, ROIS, 1.0, 2, 2, -1, True, 1)", ("ok", (2, 5))),
+    # --- prroi_pool ----------------------------------------------------------
+    "pr_input_3d": ("R.prroi_pool(X[0], ROIS, 2)", ("ValueError", "input")),
+    "pr_input_int": ("R.prroi_pool(X.long(), ROIS, 2)", ("TypeError", "input")),
+    "pr_input_bool": ("R.prroi_pool(X > 0, ROIS, 2)", ("TypeError", "input")),
+    "pr_input_numpy": ("R.prroi_pool(X.numpy(), ROIS, 2)", ("TypeError", "input")),
+    "pr_rois_4_columns": ("R.prroi_pool(X, ROIS[:, :4], 2)", ("ValueError", "rois")),
+    "pr_rois_int": ("R.prroi_pool(X, ROIS.long(), 2)", ("TypeError", "rois")),
+    "pr_rois_list_of_5": ("R.prroi_pool(X, [ROIS], 2)", ("ValueError", "rois")),
+    "pr_rois_list_of_numpy": ("R.prroi_pool(X, [ROIS[:, 1:].numpy()], 2)", ("TypeError", "rois[0]")),
+    "pr_batch_negative": ("R.prroi_pool(X, t([[-1, 0, 0, 3, 3]]), 2)", ("IndexError", "batch index")),
+    "pr_batch_nan": ("R.prroi_pool(X, t([[NAN, 0, 0, 3, 3]]), 2)", ("IndexError", "batch index")),
+    "pr_coords_nan": ("R.prroi_pool(X, t([[0, NAN, 0, NAN, 3]]), 2)", ("ok", (1, 3, 2, 2))),
+    "pr_coords_inf": ("R.prroi_pool(X, t([[0, -INF, -INF, INF, INF]]), 2)", ("ok", (1, 3, 2, 2))),
+    "pr_coords_huge": ("R.prroi_pool(X, t([[0, -1e30, -1e30, 1e30, 1e30]]), 7)", ("ok", (1, 3, 7, 7))),
+    "pr_coords_float_max": ("R.prroi_pool(X, t([[0, -3.4e38, -3.4e38, 3.4e38, 3.4e38]]), 7)", ("ok", (1, 3, 7, 7))),
+    "pr_output_size_zero": ("R.prroi_pool(X, ROIS, 0)", ("ok", (2, 3, 0, 0))),
+    "pr_output_size_negative": ("R.prroi_pool(X, ROIS, -2)", ("ValueError", "output_size")),
+    "pr_output_size_float": ("R.prroi_pool(X, ROIS, 2.5)", ("TypeError", "output_size")),
+    "pr_output_too_large": ("R.prroi_pool(X, ROIS, (1 << 31, 1 << 31))", ("RuntimeError", "output_size")),
+    "pr_spatial_scale_nan": ("R.prroi_pool(X, ROIS, 2, spatial_scale=NAN)", ("ValueError", "spatial_scale")),
+    "pr_spatial_scale_huge_int": ("R.prroi_pool(X, ROIS, 2, spatial_scale=10**400)", ("ValueError", "spatial_scale")),
+    "pr_non_contiguous": ("R.prroi_pool(X[:, :, ::2, 1:], ROIS, 2)", ("ok", (2, 3, 2, 2))),
+    "pr_stride0_expanded": ("R.prroi_pool(X[:1, :1].expand(2, 3, 8, 9), ROIS, 2)", ("ok", (2, 3, 2, 2))),
+    "pr_zero_channels": ("R.prroi_pool(X[:, :0], ROIS, 2)", ("ok", (2, 0, 2, 2))),
+    "pr_zero_width": ("R.prroi_pool(X[:, :, :, :0], ROIS, 2)", ("ok", (2, 3, 2, 2))),
+    "pr_no_rois": ("R.prroi_pool(X, ROIS[:0], 2)", ("ok", (0, 3, 2, 2))),
+    "pr_sparse_input": ("R.prroi_pool(X.to_sparse(), ROIS, 2)", ("TypeError", "input")),
+    "pr_huge_output_tiny_input": ("R.prroi_pool(X[:1, :1], ROIS[:1], (1024, 2048))", ("ok", (1, 1, 1024, 2048))),
+    "pr_giant_broadcast_map": ("R.prroi_pool(X[:1, :1, :1, :1].expand(1, 1, 2**31 + 1, 2**31 - 1), ROIS[:1], 2)",
+                               ("RuntimeError", "input")),  # the dense copy cannot be allocated
+    "prb_grad_shape": ("PB(torch.ones(2, 3, 3, 2), ROIS, 1.0, 2, 2, 2, 3, 8, 9)", ("ValueError", "grad")),
+    "prb_grad_int": ("PB(torch.ones(2, 3, 2, 2).long(), ROIS, 1.0, 2, 2, 2, 3, 8, 9)", ("TypeError", "grad")),
+    "prb_negative_size": ("PB(torch.ones(2, 3, 2, 2), ROIS, 1.0, 2, 2, 2, 3, -8, 9)", ("ValueError", "height")),
+    "prb_batch_out_of_range": ("PB(torch.ones(2, 3, 2, 2), ROIS, 1.0, 2, 2, 1, 3, 8, 9)", ("IndexError", "batch index")),
+    "prb_stride0_grad": ("PB(torch.ones(()).expand(2, 3, 2, 2), ROIS, 1.0, 2, 2, 2, 3, 8, 9)", ("ok", (2, 3, 8, 9))),
+    "prbr_grad_shape": ("PBR(torch.ones(2, 3, 3, 2), X, ROIS, 1.0, 2, 2)", ("ValueError", "grad")),
+    "prbr_grad_dtype": ("PBR(torch.ones(2, 3, 2, 2, dtype=torch.float64), X, ROIS, 1.0, 2, 2)", ("TypeError", "grad")),
+    "prbr_input_3d": ("PBR(torch.ones(2, 3, 2, 2), X[0], ROIS, 1.0, 2, 2)", ("ValueError", "input")),
+    "prbr_batch_out_of_range": ("PBR(torch.ones(1, 3, 2, 2), X, t([[2, 0, 0, 3, 3]]), 1.0, 2, 2)",
+                                ("IndexError", "batch index")),
+    "prbr_nan_rois": ("PBR(torch.ones(1, 3, 2, 2), X, t([[0, NAN, NAN, NAN, NAN]]), 1.0, 2, 2)", ("ok", (1, 5))),
+    "prbr_stride0_grad": ("PBR(torch.ones(()).expand(2, 3, 2, 2), X, ROIS, 1.0, 2, 2)", ("ok", (2, 5))),
     # --- cropping ------------------------------------------------------------
     "crop2d_negative": ("R.Cropping2D(-1)", ("ValueError", "cropping")),
     "crop2d_too_large": ("R.cropping2d(X, ((4, 4), (0, 0)))", ("ValueError", "cropping")),
@@ -142,6 +199,12 @@ _OP_CALLS = {
                 "'NHWC')", ("grads", "image", "boxes", "box_index")),
     "raraw": ("torch.ops.roi_ext.roi_align({input}, {rois}, 1.0, 2, 2, -1, False, 0)", ("input", "rois")),
     "rab": ("B({grad}, {rois}, 1.0, 2, 2, 2, 3, 8, 9, -1, False, 0)", ("grad", "rois")),
+    "rabg": ("R.roi_align({input}, {rois}, 2, box_grad=True)", ("input", "rois")),
+    "rabr": ("BR({grad}, {input}, {rois}, 1.0, 2, 2, -1, False, 0)", ("grad", "input", "rois")),
+    "pr": ("R.prroi_pool({input}, {rois}, 2)", ("input", "rois")),
+    "prraw": ("torch.ops.roi_ext.prroi_pool({input}, {rois}, 1.0, 2, 2)", ("input", "rois")),
+    "prb": ("PB({grad}, {rois}, 1.0, 2, 2, 2, 3, 8, 9)", ("grad", "rois")),
+    "prbr": ("PBR({grad}, {input}, {rois}, 1.0, 2, 2)", ("grad", "input", "rois")),
 }
 _REAL = {"image": "IMG", "boxes": "BX", "box_index": "BI", "grads": "G", "input": "X", "rois": "ROIS",
          "grad": "torch.ones(2, 3, 2, 2)"}
@@ -189,6 +252,9 @@ CHILD = textwrap.dedent(
     t = lambda v: torch.tensor(v, dtype=torch.float32)
     ti = lambda v: torch.tensor(v, dtype=torch.int64)
     B = torch.ops.roi_ext._roi_align_backward
+    BR = torch.ops.roi_ext._roi_align_backward_rois
+    PB = torch.ops.roi_ext._prroi_pool_backward
+    PBR = torch.ops.roi_ext._prroi_pool_backward_rois
     torch.manual_seed(0)
     X = torch.randn(2, 3, 8, 9)
     ROIS = t([[0, 1, 1, 5, 6], [1, 0.5, 2, 7, 7.5]])
@@ -259,7 +325,7 @@ def test_bad_input(name, results):
         if detail is not None:
             assert tuple(res["shape"]) == tuple(detail)
         assert res["finite"], f"{expr} returned non-finite values"
-    elif (expr.startswith("B(") or expr.startswith("torch.ops.")) and kind not in res.get("mro", []):
+    elif expr.startswith(("B(", "BR(", "PB(", "PBR(", "torch.ops.")) and kind not in res.get("mro", []):
         # A compiled op called directly (torch.ops.roi_ext.*) can only raise
         # RuntimeError (LibTorch stable ABI); its message starts with the type
         # the Python front-ends re-raise it as. (The Python fake kernels raise

@@ -11,8 +11,10 @@ import torch
 
 import roi_ext
 
-OPS = ["roi_align", "_roi_align_backward", "roi_align_with_box_grad", "_roi_align_backward_rois", "crop_and_resize",
-       "crop_and_resize_grad_image", "crop_and_resize_grad_boxes", "multi_scale_roi_align", "_multi_scale_roi_align_backward"]
+OPS = ["roi_align", "_roi_align_backward", "roi_align_with_box_grad", "_roi_align_backward_rois",
+       "crop_and_resize", "crop_and_resize_grad_image", "crop_and_resize_grad_boxes",
+       "multi_scale_roi_align", "_multi_scale_roi_align_backward",
+       "prroi_pool", "_prroi_pool_backward", "_prroi_pool_backward_rois"]
 HAS_GPU = torch.cuda.is_available()
 gpu = pytest.mark.skipif(not HAS_GPU, reason="no CUDA device")
 F32, F64 = torch.float32, torch.float64

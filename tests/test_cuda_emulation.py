@@ -32,8 +32,10 @@ CPU = torch.ops.roi_ext
 F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 DTYPE_ID = {"ids": lambda d: str(d).replace("torch.", "")}
 METHODS = ("bilinear", "nearest", "bilinear_v2")
-OPS = ["roi_align", "_roi_align_backward", "roi_align_with_box_grad", "_roi_align_backward_rois", "crop_and_resize",
-       "crop_and_resize_grad_image", "crop_and_resize_grad_boxes", "multi_scale_roi_align", "_multi_scale_roi_align_backward"]
+OPS = ["roi_align", "_roi_align_backward", "roi_align_with_box_grad", "_roi_align_backward_rois",
+       "crop_and_resize", "crop_and_resize_grad_image", "crop_and_resize_grad_boxes",
+       "multi_scale_roi_align", "_multi_scale_roi_align_backward",
+       "prroi_pool", "_prroi_pool_backward", "_prroi_pool_backward_rois"]
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 

@@ -495,6 +495,15 @@ DEV_OPS = {
         ("grad", "input", "rois"),
         lambda a: torch.ops.roi_ext._roi_align_backward_rois(a["grad"], a["input"], a["rois"], 1.0, 2, 2, -1, False,
                                                              0)),
+    "prroi_pool": (("input", "rois"), lambda a: roi_ext.prroi_pool(a["input"], a["rois"], 2)),
+    "torch.ops.roi_ext.prroi_pool": (
+        ("input", "rois"), lambda a: torch.ops.roi_ext.prroi_pool(a["input"], a["rois"], 1.0, 2, 2)),
+    "torch.ops.roi_ext._prroi_pool_backward": (
+        ("grad", "rois"),
+        lambda a: torch.ops.roi_ext._prroi_pool_backward(a["grad"], a["rois"], 1.0, 2, 2, 2, 3, 8, 9)),
+    "torch.ops.roi_ext._prroi_pool_backward_rois": (
+        ("grad", "input", "rois"),
+        lambda a: torch.ops.roi_ext._prroi_pool_backward_rois(a["grad"], a["input"], a["rois"], 1.0, 2, 2)),
 }
 _MISMATCH = re.compile(r"(\S+) must be on the same device as (\S+) \((\S+)\), got (\S+) on (\S+)")
 

@@ -32,6 +32,19 @@ inline void define_schemas(Library& m) {
       "_roi_align_backward_rois(Tensor grad, Tensor input, Tensor rois, "
       "float spatial_scale, SymInt pooled_height, SymInt pooled_width, "
       "int sampling_ratio, bool aligned, int roi_end_mode) -> Tensor");
+  // Precise RoI Pooling (Jiang et al., ECCV 2018): each bin is the exact
+  // integral of the bilinearly interpolated map over the bin, over its area.
+  m.def(
+      "prroi_pool(Tensor input, Tensor rois, float spatial_scale, "
+      "SymInt pooled_height, SymInt pooled_width) -> Tensor");
+  m.def(
+      "_prroi_pool_backward(Tensor grad, Tensor rois, float spatial_scale, "
+      "SymInt pooled_height, SymInt pooled_width, SymInt batch_size, "
+      "SymInt channels, SymInt height, SymInt width, "
+      "bool deterministic=False) -> Tensor");
+  m.def(
+      "_prroi_pool_backward_rois(Tensor grad, Tensor input, Tensor rois, "
+      "float spatial_scale, SymInt pooled_height, SymInt pooled_width) -> Tensor");
   m.def(
       "crop_and_resize(Tensor image, Tensor boxes, Tensor box_index, "
       "SymInt crop_height, SymInt crop_width, str method, "

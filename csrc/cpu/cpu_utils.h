@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <vector>
 
 namespace roi_ext {
 namespace cpu {
@@ -61,6 +62,33 @@ inline int64_t channel_block(int64_t channels, int64_t outer, int64_t tasks_per_
   const int64_t block = std::max<int64_t>(1, (channels + blocks - 1) / blocks);
   // A multiple of the 8 vector lanes, so blocks run the vectorised loops.
   return std::min(channels, (block + 7) / 8 * 8);
+}
+
+// The rois of each image in ascending order (a stable counting sort): the rois
+// of image b are order[begin[b]] .. order[begin[b + 1] - 1], so a task owning an
+// image visits them in the reference order. image[k] is roi k's image, in
+// [0, batch_size).
+struct RoisByImage {
+  std::vector<int64_t> begin;  // batch_size + 1 offsets into order
+  std::vector<int64_t> order;
+};
+
+inline RoisByImage rois_by_image(const std::vector<int64_t>& image, int64_t batch_size) {
+  const int64_t num_rois = static_cast<int64_t>(image.size());
+  RoisByImage r;
+  r.begin.assign(batch_size + 1, 0);
+  for (int64_t k = 0; k < num_rois; ++k) {
+    ++r.begin[image[k] + 1];
+  }
+  for (int64_t b = 0; b < batch_size; ++b) {
+    r.begin[b + 1] += r.begin[b];
+  }
+  r.order.resize(num_rois);
+  std::vector<int64_t> next(r.begin.begin(), r.begin.end() - 1);
+  for (int64_t k = 0; k < num_rois; ++k) {
+    r.order[next[image[k]]++] = k;
+  }
+  return r;
 }
 
 }  // namespace cpu

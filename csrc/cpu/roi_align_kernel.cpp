@@ -186,22 +186,8 @@ void roi_align_backward_impl(
   acc_t* gi = grad_input.mutable_data_ptr<acc_t>();
   const acc_t scale = static_cast<acc_t>(spatial_scale);
 
-  // Rois of each image in ascending order (a stable counting sort), so the
-  // task owning an image visits them in the reference order.
-  std::vector<int64_t> image_begin(batch_size + 1, 0);
-  for (int64_t k = 0; k < num_rois; ++k) {
-    ++image_begin[batch_index[k] + 1];
-  }
-  for (int64_t b = 0; b < batch_size; ++b) {
-    image_begin[b + 1] += image_begin[b];
-  }
-  std::vector<int64_t> order(num_rois);
-  {
-    std::vector<int64_t> next(image_begin.begin(), image_begin.end() - 1);
-    for (int64_t k = 0; k < num_rois; ++k) {
-      order[next[batch_index[k]]++] = k;
-    }
-  }
+  // The rois of each image in ascending order (the reference order).
+  const cpu::RoisByImage by_image = cpu::rois_by_image(batch_index, batch_size);
 
   const int64_t cblock = channel_block(channels, batch_size, /*tasks_per_thread=*/1);
   const int64_t blocks = (channels + cblock - 1) / cblock;
@@ -216,8 +202,8 @@ void roi_align_backward_impl(
       const GradView<acc_t> view = accumulate_channels_last
           ? GradView<acc_t>{gi + b * hw * channels + c0, channels, 1}
           : GradView<acc_t>{gi + (b * channels + c0) * hw, 1, hw};
-      for (int64_t j = image_begin[b]; j < image_begin[b + 1]; ++j) {
-        const int64_t k = order[j];
+      for (int64_t j = by_image.begin[b]; j < by_image.begin[b + 1]; ++j) {
+        const int64_t k = by_image.order[j];
         s.set_roi(roi_data + k * 5, k, scale, pooled_height, pooled_width, sampling_ratio, aligned, roi_end_mode,
                   kBackward);
         const GradOutView<scalar_t> go{g + k * gs0 + c0 * gs1, gs1, gs2, gs3};

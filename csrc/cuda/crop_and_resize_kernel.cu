@@ -341,13 +341,7 @@ __global__ void grad_image_gather_kernel(
 }
 
 // The four sums of CropAndResizeGradBoxes, added element-wise by the reduction.
-template <typename T>
-struct Sum4 {
-  T v[4];
-  __host__ __device__ friend Sum4 operator+(const Sum4& a, const Sum4& b) {
-    return Sum4{{a.v[0] + b.v[0], a.v[1] + b.v[1], a.v[2] + b.v[2], a.v[3] + b.v[3]}};
-  }
-};
+using cuda::Sum4;
 
 // grad-boxes, a block per box: thread t of n takes the samples j = t, t + n, ...
 // of the box's (y, x, d) grid (d fastest: coalesced for NHWC) and sums their

@@ -216,6 +216,31 @@ void launch_block_reduce(const F& f, int64_t items, cudaStream_t stream) {
 
 #endif  // ROI_EXT_CUDA_EMULATION
 
+// Element offset of pixel (0, 0) of channel c of image b of a dense [N, C, H, W]
+// tensor in NCHW or channels-last memory, and the distance between horizontally
+// adjacent pixels.
+struct Layout {
+  int64_t batch, channels, height, width;
+  bool channels_last;
+
+  __host__ __device__ int64_t plane(int64_t b, int64_t c) const {
+    return channels_last ? (b * height * width * channels + c) : ((b * channels + c) * height * width);
+  }
+  __host__ __device__ int64_t pixel_stride() const {
+    return channels_last ? channels : 1;
+  }
+};
+
+// Four sums added element-wise (the value of a block reduction of the box and
+// roi gradients, launch_block_reduce).
+template <typename T>
+struct Sum4 {
+  T v[4];
+  __host__ __device__ friend Sum4 operator+(const Sum4& a, const Sum4& b) {
+    return Sum4{{a.v[0] + b.v[0], a.v[1] + b.v[1], a.v[2] + b.v[2], a.v[3] + b.v[3]}};
+  }
+};
+
 // (n, c, h, w) of element `index` of a [N, C, H, W] tensor stored NCHW (w
 // fastest) or channels-last / NHWC (c fastest): threads follow memory order.
 __host__ __device__ inline void decompose_nchw(

@@ -37,19 +37,7 @@ namespace {
 
 using namespace roi_align_math;
 
-// Element offset of pixel (y, x) of channel c of image b, and the distance
-// between horizontally adjacent pixels, for NCHW or channels_last storage.
-struct Layout {
-  int64_t batch, channels, height, width;
-  bool channels_last;
-
-  __host__ __device__ int64_t plane(int64_t b, int64_t c) const {
-    return channels_last ? (b * height * width * channels + c) : ((b * channels + c) * height * width);
-  }
-  __host__ __device__ int64_t pixel_stride() const {
-    return channels_last ? channels : 1;
-  }
-};
+using cuda::Layout;
 
 // What a kernel needs of roi k: its image (-1 when the batch index is not in
 // [0, batch)) and geometry; `skip` when it has nothing to compute (no valid
