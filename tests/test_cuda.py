@@ -94,6 +94,59 @@ def test_roi_align_cuda_equals_cpu(dtype, channels_last, aligned, mode, sr):
     assert torch.equal(runs[0], xc.grad)  # the gather adds in the CPU order
 
 
+def _box_grads(fn, x, rois, g):
+    """(output, input gradient, roi-coordinate gradient) of fn(x, rois)."""
+    xg = x.clone().requires_grad_()
+    coords = rois[:, 1:].clone().requires_grad_()
+    out = fn(xg, torch.cat([rois[:, :1], coords], 1))
+    out.backward(g)
+    return out.detach(), xg.grad, coords.grad
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, F32, F64], **DTYPE_ID)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_prroi_pool_cuda_equals_cpu(dtype, channels_last):
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 16, 20, 23, generator=gen).to(dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    rois = _rois(gen, 64, 2, 20, 23, 0.5).to(dtype if dtype in (F32, F64) else F32)
+    g = torch.randn(64, 16, 5, 4, generator=gen).to(dtype)
+    fn = lambda a, r: roi_ext.prroi_pool(a, r, (5, 4), 0.5)  # noqa: E731
+    out, gx, gr = _box_grads(fn, x, rois, g)
+    out_c, gx_c, gr_c = _box_grads(fn, x.cuda(), rois.cuda(), g.cuda())
+    assert torch.equal(out_c.cpu(), out)  # same math, same order, no FMA contraction
+    tol = {torch.float16: 2e-2, torch.bfloat16: 5e-2, F32: 1e-4, F64: 1e-10}[dtype]
+    torch.testing.assert_close(gx_c.cpu(), gx, rtol=tol, atol=tol)  # atomics: any order
+    torch.testing.assert_close(gr_c.cpu(), gr, rtol=tol, atol=tol)  # block reduction vs serial sum
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = [_box_grads(fn, x.cuda(), rois.cuda(), g.cuda()) for _ in range(2)]
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert torch.equal(runs[0][1].cpu(), gx)  # the gather adds in the CPU order
+    assert torch.equal(runs[0][2], runs[1][2])  # fixed-order reduction
+    assert torch.equal(runs[0][2], gr_c)  # the roi gradient is deterministic in both modes
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [F32, F64], **DTYPE_ID)
+@pytest.mark.parametrize("aligned,mode,sr", [(False, 0, -1), (True, 0, 2), (False, 1, 2)])
+def test_roi_align_box_grad_cuda_equals_cpu(dtype, aligned, mode, sr):
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 16, 20, 23, generator=gen).to(dtype)
+    rois = _rois(gen, 64, 2, 20, 23, 0.5).to(dtype)
+    g = torch.randn(64, 16, 5, 4, generator=gen).to(dtype)
+    fn = lambda a, r: roi_ext.roi_align(a, r, (5, 4), 0.5, sr, aligned, mode, box_grad=True)  # noqa: E731
+    out, _, gr = _box_grads(fn, x, rois, g)
+    out_c, _, gr_c = _box_grads(fn, x.cuda(), rois.cuda(), g.cuda())
+    assert torch.equal(out_c.cpu(), out)
+    tol = 1e-4 if dtype == F32 else 1e-10
+    torch.testing.assert_close(gr_c.cpu(), gr, rtol=tol, atol=tol)
+    assert torch.equal(_box_grads(fn, x.cuda(), rois.cuda(), g.cuda())[2], gr_c)
+
+
 @gpu
 def test_roi_align_cuda_matches_torchvision():
     torchvision = pytest.importorskip("torchvision")
