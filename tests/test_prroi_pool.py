@@ -902,3 +902,24 @@ def test_onnx_export_is_refused(dynamo, tmp_path):
                               opset_version=18)
     _assert_refused(excinfo)
     assert not (tmp_path / "m.onnx").exists() or (tmp_path / "m.onnx").stat().st_size == 0
+
+
+@pytest.mark.parametrize("width", [2**24 + 4, 2**24 + 3, 2**24 - 1])
+def test_maps_wider_than_2_24_never_read_past_a_row(width):
+    """float32 maps whose width is near 2^24, where float32 cannot represent every
+    pixel index (2^24 + 3 rounds up to 2^24 + 4): a bin reaching past the right edge
+    must read no pixel beyond the row. Row 1 is NaN and the roi touches row 0 only
+    (y in [-0.5, 0]); reading one element past row 0 would read row 1's NaN."""
+    x = torch.zeros(1, 1, 2, width)
+    x[0, 0, 0, -8:] = 1.0
+    x[0, 0, 1] = float("nan")
+    rois = torch.tensor([[0.0, float(2**24 - 6), -0.5, float(2**24 + 8), 0.0]])
+    for pooled in ((1, 1), (1, 3), (1, 7)):
+        out = roi_ext.prroi_pool(x, rois, pooled)
+        assert torch.isfinite(out).all(), (pooled, out)
+        assert out.max() > 0
+        xg = x.clone().requires_grad_()
+        rg = rois.clone().requires_grad_()
+        roi_ext.prroi_pool(xg, rg, pooled).sum().backward()
+        assert torch.isfinite(rg.grad).all()
+        assert not xg.grad[0, 0, 1].any()

@@ -90,8 +90,12 @@ C10_HOST_DEVICE inline BinAxis<T> bin_axis(T start, T bin, int64_t p, int64_t si
   f = f <= static_cast<T>(size) ? f : static_cast<T>(size);
   l = l <= static_cast<T>(size - 1) ? l : static_cast<T>(size - 1);
   l = l >= T(-1) ? l : T(-1);
+  // T(size) may round up (float32 above 2^24: 2^24 + 3 becomes 2^24 + 4), so the
+  // converted indices are clamped again, exactly, in int64.
   a.first = static_cast<int64_t>(f);
   a.last = static_cast<int64_t>(l);
+  a.first = a.first < size ? a.first : size;
+  a.last = a.last < size - 1 ? a.last : size - 1;
   return a;
 }
 
@@ -147,9 +151,11 @@ C10_HOST_DEVICE inline Taps point_taps(T x, int64_t size) {
     t.last = -1;
     return t;
   }
+  // Only pixels of non-zero weight: floor(x) + 1 only when x is not an integer
+  // (a NaN or infinite pixel of weight 0 must not turn the result into NaN).
   const T f = ::floor(x);
   t.first = f < T(0) ? 0 : static_cast<int64_t>(f);
-  const int64_t l = static_cast<int64_t>(f) + 1;
+  const int64_t l = static_cast<int64_t>(f) + (x > f ? 1 : 0);
   t.last = l > size - 1 ? size - 1 : l;
   return t;
 }
