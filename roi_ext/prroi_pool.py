@@ -14,17 +14,9 @@ from torch import Tensor, nn
 from . import _autocast
 from . import onnx as _onnx
 from ._utils import call, check_dense, check_devices, check_float, deterministic, function_for, pair, save
+from .roi_align import _DTYPES, _memory_format, _pair_scriptable, _rois_scriptable
 
 __all__ = ["prroi_pool", "PrRoIPool"]
-
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _memory_format(t: Tensor) -> torch.memory_format:
-    # The rule of nchw_memory_format() in csrc/common/stable.h.
-    if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def _check_rois(op: str, rois: Tensor) -> None:
@@ -213,35 +205,6 @@ torch.onnx.register_custom_op_symbolic("roi_ext::prroi_pool", _prroi_pool_symbol
 # ---------------------------------------------------------------------------
 # Functional API and module
 
-def _rois_from(boxes: Union[Tensor, List[Tensor]], input: Tensor) -> Tensor:
-    """Tensor[K, 5] as is; a list of Tensor[L_i, 4] gets its image index prepended."""
-    if isinstance(boxes, Tensor):
-        if boxes.dim() != 2 or boxes.size(1) != 5:
-            raise ValueError("prroi_pool: rois must be a Tensor[K, 5] of rows (batch_index, x1, y1, x2, y2) "
-                             "or a list of Tensor[L, 4]")
-        return boxes
-    parts: List[Tensor] = []
-    for i, b in enumerate(boxes):
-        if b.dim() != 2 or b.size(1) != 4:
-            raise ValueError("prroi_pool: every tensor of the rois list must be a Tensor[L, 4]")
-        parts.append(torch.cat([torch.full_like(b[:, :1], float(i)), b], dim=1))
-    if len(parts) == 0:
-        return torch.empty((0, 5), dtype=input.dtype, device=input.device)
-    return torch.cat(parts, dim=0)
-
-
-def _pooled(output_size: Union[int, Tuple[int, int], List[int]]) -> Tuple[int, int]:
-    """output_size as (pooled_height, pooled_width), for TorchScript."""
-    if isinstance(output_size, int):
-        return output_size, output_size
-    elif isinstance(output_size, list):
-        if len(output_size) != 2:
-            raise ValueError("prroi_pool: output_size must be an int or a pair of ints")
-        return output_size[0], output_size[1]
-    else:
-        return output_size[0], output_size[1]
-
-
 def _prroi_pool_eager(input, rois, output_size, spatial_scale) -> Tensor:
     """prroi_pool outside TorchScript: argument checks with typed errors, the
     ONNX refusal, and the op through the autograd path in use."""
@@ -257,7 +220,7 @@ def _prroi_pool_eager(input, rois, output_size, spatial_scale) -> Tensor:
     elif not isinstance(rois, Tensor):
         raise TypeError(f"prroi_pool: rois must be a Tensor[K, 5] or a list of Tensor[L, 4], got "
                         f"{type(rois).__name__}")
-    rois_ = _rois_from(rois, input)
+    rois_ = _rois_scriptable(rois, input, "prroi_pool", "rois")
     check_dense(rois_, "rois", "prroi_pool")
     pooled_height, pooled_width = pair(output_size, "output_size")
     spatial_scale = check_float(spatial_scale, "spatial_scale")
@@ -314,8 +277,9 @@ def prroi_pool(
         tensor([[[[5.]]]])
     """
     if torch.jit.is_scripting():  # TorchScript compiles this branch only
-        pooled = _pooled(output_size)
-        return torch.ops.roi_ext.prroi_pool(input, _rois_from(rois, input), spatial_scale, pooled[0], pooled[1])
+        pooled = _pair_scriptable(output_size, "prroi_pool")
+        return torch.ops.roi_ext.prroi_pool(input, _rois_scriptable(rois, input, "prroi_pool", "rois"), spatial_scale,
+                                            pooled[0], pooled[1])
     return _prroi_pool_eager(input, rois, output_size, spatial_scale)
 
 
@@ -342,8 +306,8 @@ class PrRoIPool(nn.Module):
 
     def forward(self, input: Tensor, rois: Union[Tensor, List[Tensor]]) -> Tensor:
         if torch.jit.is_scripting():
-            return torch.ops.roi_ext.prroi_pool(input, _rois_from(rois, input), self._scale, self._pooled[0],
-                                                self._pooled[1])
+            return torch.ops.roi_ext.prroi_pool(input, _rois_scriptable(rois, input, "prroi_pool", "rois"),
+                                                self._scale, self._pooled[0], self._pooled[1])
         return prroi_pool(input, rois, self._pooled, self._scale)
 
     def __repr__(self) -> str:

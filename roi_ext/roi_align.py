@@ -285,12 +285,14 @@ def _roi_align_op(input: Tensor, rois: Tensor, spatial_scale: float, pooled_heig
                 roi_end_mode)
 
 
-def _pair_scriptable(output_size: Union[int, Tuple[int, int], List[int]]) -> Tuple[int, int]:
+def _pair_scriptable(output_size: Union[int, Tuple[int, int], List[int]], op: str = "roi_align") -> Tuple[int, int]:
+    """output_size as (pooled_height, pooled_width), for TorchScript (`op` names the
+    operator in the error)."""
     if isinstance(output_size, int):
         return output_size, output_size
     elif isinstance(output_size, list):
         if len(output_size) != 2:
-            raise ValueError("roi_align: output_size must be an int or a pair of ints")
+            raise ValueError(op + ": output_size must be an int or a pair of ints")
         return output_size[0], output_size[1]
     else:
         return output_size[0], output_size[1]
@@ -408,16 +410,18 @@ def roi_align(
     )
 
 
-def _rois_scriptable(boxes: Union[Tensor, List[Tensor]], input: Tensor) -> Tensor:
-    """_boxes_to_rois for TorchScript (a Tensor[K, 5] or a list of Tensor[L, 4])."""
+def _rois_scriptable(boxes: Union[Tensor, List[Tensor]], input: Tensor, op: str = "roi_align",
+                     name: str = "boxes") -> Tensor:
+    """_boxes_to_rois for TorchScript (a Tensor[K, 5] or a list of Tensor[L, 4]);
+    `op` and `name` name the operator and the argument in the errors."""
     if isinstance(boxes, Tensor):
         if boxes.dim() != 2 or boxes.size(1) != 5:
-            raise ValueError("roi_align: boxes must be a Tensor[K, 5] or a list of Tensor[L, 4]")
+            raise ValueError(op + ": " + name + " must be a Tensor[K, 5] or a list of Tensor[L, 4]")
         return boxes
     parts: List[Tensor] = []
     for i, b in enumerate(boxes):
         if b.dim() != 2 or b.size(1) != 4:
-            raise ValueError("roi_align: every tensor of the boxes list must be a Tensor[L, 4]")
+            raise ValueError(op + ": every tensor of the " + name + " list must be a Tensor[L, 4]")
         parts.append(torch.cat([torch.full_like(b[:, :1], float(i)), b], dim=1))
     if len(parts) == 0:
         return torch.empty((0, 5), dtype=input.dtype, device=input.device)

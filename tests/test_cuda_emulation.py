@@ -17,17 +17,10 @@ import torch
 
 import roi_ext
 
+from emulation import EMU, needs_emulation
 
-def _emulated():
-    try:
-        return torch.ops.roi_ext_cuda_emulated.work_counter.default
-    except (AttributeError, RuntimeError):
-        return None
+pytestmark = needs_emulation
 
-
-pytestmark = pytest.mark.skipif(_emulated() is None, reason="not the CUDA emulation build (scripts/test_emulation.sh)")
-
-EMU = torch.ops.roi_ext_cuda_emulated if _emulated() is not None else None
 CPU = torch.ops.roi_ext
 F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 DTYPE_ID = {"ids": lambda d: str(d).replace("torch.", "")}

@@ -9,29 +9,14 @@ namespace exists (the normal build does not have it)."""
 import pytest
 import torch
 
+from emulation import EMU, needs_emulation
 from test_roi_align_box_grad import MODES, smooth_rois
 
+pytestmark = needs_emulation
 
-def _emulated():
-    try:
-        return torch.ops.roi_ext_cuda_emulated.work_counter.default
-    except (AttributeError, RuntimeError):
-        return None
-
-
-pytestmark = pytest.mark.skipif(_emulated() is None, reason="not the CUDA emulation build (scripts/test_emulation.sh)")
-
-EMU = torch.ops.roi_ext_cuda_emulated if _emulated() is not None else None
 CPU = torch.ops.roi_ext
 F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 DTYPE_ID = {"ids": lambda d: str(d).replace("torch.", "")}
-
-
-@pytest.mark.parametrize("op", ["roi_align_with_box_grad", "_roi_align_backward_rois"])
-def test_same_schemas_as_roi_ext(op):
-    ours = str(getattr(CPU, op).default._schema)
-    emulated = str(getattr(EMU, op).default._schema)
-    assert emulated == ours.replace("roi_ext::", "roi_ext_cuda_emulated::", 1)
 
 
 def _rois(gen, num, batch, height, width, scale, dtype):

@@ -16,20 +16,12 @@ import torch
 import prroi_reference as R
 import roi_ext  # noqa: F401  (loads the operators)
 
+from emulation import EMU, needs_emulation
 
-def _emulated():
-    try:
-        return torch.ops.roi_ext_cuda_emulated.work_counter.default
-    except (AttributeError, RuntimeError):
-        return None
+pytestmark = needs_emulation
 
-
-pytestmark = pytest.mark.skipif(_emulated() is None, reason="not the CUDA emulation build (scripts/test_emulation.sh)")
-
-EMU = torch.ops.roi_ext_cuda_emulated if _emulated() is not None else None
 CPU = torch.ops.roi_ext
 F32, F64 = torch.float32, torch.float64
-OPS = ["prroi_pool", "_prroi_pool_backward", "_prroi_pool_backward_rois"]
 
 
 def _rois(gen, num, batch, height, width, scale, dtype=F64):
@@ -60,13 +52,6 @@ def _case(dtype, channels_last, seed, num=40, channels=5, size=(3, 4), scale=0.5
     if channels_last:
         grad = grad.contiguous(memory_format=torch.channels_last)
     return x, rois, grad, size, scale
-
-
-@pytest.mark.parametrize("op", OPS)
-def test_same_schemas_as_roi_ext(op):
-    ours = str(getattr(CPU, op).default._schema)
-    emulated = str(getattr(EMU, op).default._schema)
-    assert emulated == ours.replace("roi_ext::", "roi_ext_cuda_emulated::", 1)
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])

@@ -11,13 +11,6 @@
 namespace roi_ext {
 namespace detail {
 
-inline void check_prroi_input(const Tensor& input, const char* op, const char* name) {
-  ROI_EXT_CHECK_VALUE(input.dim() == 4, op, ": ", name, " must be a 4-D tensor [N, C, H, W], got shape ",
-                      shape_of(input));
-  ROI_EXT_CHECK_TYPE(is_floating(input.scalar_type()), op, ": ", name,
-                     " must be float16, bfloat16, float32 or float64, got ", dtype_name(input.scalar_type()));
-}
-
 inline void check_same_device(const Tensor& a, const char* a_name, const Tensor& b, const char* b_name,
                               const char* op) {
   ROI_EXT_CHECK(a.device() == b.device(), op, ": ", a_name, " and ", b_name, " must be on the same device, got ",
@@ -27,7 +20,7 @@ inline void check_same_device(const Tensor& a, const char* a_name, const Tensor&
 inline void check_prroi_forward_args(const Tensor& input, const Tensor& rois, double spatial_scale,
                                      int64_t pooled_height, int64_t pooled_width) {
   constexpr const char* op = "prroi_pool";
-  check_prroi_input(input, op, "input");
+  check_feature_map(input, op, "input");
   check_rois(rois, op);
   check_same_device(input, "input", rois, "rois", op);
   check_common_args(op, spatial_scale, pooled_height, pooled_width, 0);
@@ -38,7 +31,7 @@ inline void check_prroi_backward_args(const Tensor& grad, const Tensor& rois, do
                                       int64_t channels, int64_t height, int64_t width) {
   constexpr const char* op = "_prroi_pool_backward";
   check_rois(rois, op);
-  check_prroi_input(grad, op, "grad");
+  check_feature_map(grad, op, "grad");
   check_same_device(grad, "grad", rois, "rois", op);
   check_common_args(op, spatial_scale, pooled_height, pooled_width, 0);
   ROI_EXT_CHECK_VALUE(batch_size >= 0 && channels >= 0 && height >= 0 && width >= 0, op,
@@ -53,9 +46,9 @@ inline void check_prroi_backward_args(const Tensor& grad, const Tensor& rois, do
 inline void check_prroi_backward_rois_args(const Tensor& grad, const Tensor& input, const Tensor& rois,
                                            double spatial_scale, int64_t pooled_height, int64_t pooled_width) {
   constexpr const char* op = "_prroi_pool_backward_rois";
-  check_prroi_input(input, op, "input");
+  check_feature_map(input, op, "input");
   check_rois(rois, op);
-  check_prroi_input(grad, op, "grad");
+  check_feature_map(grad, op, "grad");
   check_same_device(input, "input", rois, "rois", op);
   check_same_device(input, "input", grad, "grad", op);
   check_common_args(op, spatial_scale, pooled_height, pooled_width, 0);

@@ -61,6 +61,14 @@ inline void check_common_args(
       roi_end_mode);
 }
 
+// A feature map (or its gradient) `name` of `op`: [N, C, H, W] of a floating
+// dtype (also used by the Precise RoI Pooling operators).
+inline void check_feature_map(const Tensor& t, const char* op, const char* name) {
+  ROI_EXT_CHECK_VALUE(t.dim() == 4, op, ": ", name, " must be a 4-D tensor [N, C, H, W], got shape ", shape_of(t));
+  ROI_EXT_CHECK_TYPE(is_roi_align_dtype(t.scalar_type()), op, ": ", name,
+                     " must be float16, bfloat16, float32 or float64, got ", dtype_name(t.scalar_type()));
+}
+
 inline void check_roi_align_forward_args(
     const Tensor& input,
     const Tensor& rois,
@@ -69,16 +77,7 @@ inline void check_roi_align_forward_args(
     int64_t pooled_width,
     int64_t roi_end_mode) {
   constexpr const char* op = "roi_align";
-  ROI_EXT_CHECK_VALUE(
-      input.dim() == 4,
-      op,
-      ": input must be a 4-D tensor [N, C, H, W], got shape ",
-      shape_of(input));
-  ROI_EXT_CHECK_TYPE(
-      is_roi_align_dtype(input.scalar_type()),
-      op,
-      ": input must be float16, bfloat16, float32 or float64, got ",
-      dtype_name(input.scalar_type()));
+  check_feature_map(input, op, "input");
   check_rois(rois, op);
   ROI_EXT_CHECK(
       input.device() == rois.device(),
@@ -157,16 +156,7 @@ inline void check_roi_align_backward_rois_args(
     int64_t pooled_width,
     int64_t roi_end_mode) {
   constexpr const char* op = "_roi_align_backward_rois";
-  ROI_EXT_CHECK_VALUE(
-      input.dim() == 4,
-      op,
-      ": input must be a 4-D tensor [N, C, H, W], got shape ",
-      shape_of(input));
-  ROI_EXT_CHECK_TYPE(
-      is_roi_align_dtype(input.scalar_type()),
-      op,
-      ": input must be float16, bfloat16, float32 or float64, got ",
-      dtype_name(input.scalar_type()));
+  check_feature_map(input, op, "input");
   check_rois(rois, op);
   ROI_EXT_CHECK_TYPE(
       is_roi_align_dtype(grad.scalar_type()),
